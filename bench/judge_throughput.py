@@ -44,7 +44,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--levels", default="1,8,32,128")
-    parser.add_argument("--calls-per-slot", type=int, default=12)
+    # 50 rounds of calls: 10 s at the ideal rate, long enough that a run's fixed costs (start-up,
+    # the final per-item pass) do not stand in for its throughput.
+    parser.add_argument("--calls-per-slot", type=int, default=50)
     parser.add_argument(
         "--no-logprobs", action="store_true", help="judges do not ask for log-probabilities"
     )
@@ -84,13 +86,18 @@ def main() -> None:
 
 
 def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """This process and its ended children (the forked network shards of a run)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def run_levels(args, port: int) -> list[dict]:
     from annotation.models import Candidate, Item, Project
     from routing.judges import services
+    from routing.judges.network import shards_for
     from routing.judges.providers import preload_sdks
     from routing.judges.runner import judge_run_execute
 
@@ -138,6 +145,7 @@ def run_levels(args, port: int) -> list[dict]:
         results.append(
             {
                 "in_flight": level,
+                "shards": shards_for(level),
                 "calls": run.total,
                 "done": run.done,
                 "status": run.status,
@@ -145,8 +153,8 @@ def run_levels(args, port: int) -> list[dict]:
                 "calls_per_s": round(throughput, 1),
                 "ideal_calls_per_s": round(ideal, 1),
                 "fraction_of_ideal": round(throughput / ideal, 3),
-                # The worker's CPU (all its threads) per stored verdict: less sensitive than the
-                # rate to other load on a shared machine.
+                # The worker's CPU (all its threads and shard processes) per stored verdict: less
+                # sensitive than the rate to other load on a shared machine.
                 "worker_cpu_ms_per_call": round(cpu * 1000 / max(1, run.done), 2),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             }

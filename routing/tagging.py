@@ -36,6 +36,7 @@ from tandem.errors import InvalidInput
 
 from .judge_models import Judge
 from .judges.cache import cache_get_many, cache_key, cache_put_many
+from .judges.network import TokenBucket
 from .judges.prompts import render_conversation
 from .judges.providers import (
     JudgeCallError,
@@ -47,7 +48,7 @@ from .judges.providers import (
     judge_api_key,
     resolve_output_mode,
 )
-from .judges.runner import TokenBucket, call_cost
+from .judges.runner import call_cost
 from .router_models import RoutingPolicy
 from .tag_schema import (
     TAG_DOMAIN_HELP,

@@ -8,19 +8,23 @@ waits at least as long as the server's ``Retry-After`` asks. Client errors (4xx 
 
 import asyncio
 import email.utils
+import functools
 import json
 import os
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from tandem.errors import ApplicationError
 
 from ..judge_models import Judge, OutputMode, Provider
+
+if TYPE_CHECKING:
+    import ssl
 
 TOOL_NAME = "submit_verdict"
 RETRY_AFTER_MAX_SECONDS = 600.0
@@ -174,8 +178,18 @@ def _http_client(sdk: Any, *, connections: int) -> Any:
     import httpx2  # the SDKs' HTTP library
 
     return sdk.DefaultAioHttpClient(
-        limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
+        limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=connections),
+        verify=_tls_context(),
     )
+
+
+@functools.cache
+def _tls_context() -> "ssl.SSLContext":
+    """The HTTP library's default TLS context, made once per process: loading the CA bundle
+    takes ~20 ms, which every judge run (and every shard) paid again otherwise."""
+    import httpx2
+
+    return httpx2.create_ssl_context()
 
 
 def _sdk_error(exc: Exception, provider: str, sdk: Any) -> JudgeCallError:

@@ -1,32 +1,36 @@
-"""The judge run loop: many calls in flight in one worker, within the judge's limits.
+"""The judge run loop: many calls in flight, within the judge's limits, each verdict stored once.
 
-Two threads share the work. The caller's thread (a Celery worker, the CLI, a test) owns every
-database access: it plans the calls, writes answers in batches, keeps the run's counters live and
-watches for cancellation. A network thread runs an asyncio loop with the provider SDK's async
-client: it dispatches calls under a semaphore (``max_concurrency``) and token buckets (requests and
-tokens per minute), retries transient failures, stops dispatching at the cost cap or on
-cancellation, and hands each outcome back through a queue.
+The caller's thread (a Celery worker, the CLI, a test) owns every database access: it plans the
+calls a chunk of items at a time, answers what it can from the response cache, hands the rest to
+a dispatcher (``network.py``: an asyncio loop with the provider SDK's async client on a thread,
+or several in forked processes for high concurrency), writes the answers in batches, keeps the
+run's counters live and watches for cancellation. Planning streams: the first calls leave while
+later items are still being rendered, and memory holds only the calls in flight or queued (a few
+times ``max_concurrency``), not the whole run.
 
 Every verdict is written with the idempotency key ``judge:{run}:{item}:{order}``, unique in the
 database, so a run killed at any point and resumed (``judge_run_execute`` again) skips what is
 stored and never writes a verdict twice.
 """
 
-import asyncio
 import hashlib
 import logging
+import math
 import queue
 import random
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import BigIntegerField, Count, DecimalField, Q, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from annotation.models import Annotation, Item
@@ -34,24 +38,33 @@ from annotation.schema import LabelSchema, TaskType, letters
 
 from ..judge_models import Judge, JudgeItemResult, JudgeRun
 from . import parsing
-from .cache import cache_get_many, cache_key, cache_put_many
+from .cache import cache_get_many, cache_key
+from .network import (
+    Call,
+    Fatal,
+    Finished,
+    Limits,
+    ProcessDispatcher,
+    ThreadDispatcher,
+    shards_for,
+)
 from .prompts import output_schema, prompt_render
 from .providers import (
-    JudgeCallError,
     JudgeClient,
     JudgeConfigError,
     JudgeRequest,
     JudgeResponse,
     client_for_judge,
-    complete_with_retries,
+    judge_api_key,
     resolve_output_mode,
 )
+from .store import CacheEntry, RunRef, Verdict, verdicts_store
 
 logger = logging.getLogger(__name__)
 
 MAX_STORED_ERRORS = 50
-FLUSH_EVERY_SECONDS = 0.25
-FLUSH_EVERY_RESULTS = 256
+FLUSH_EVERY_SECONDS = 0.5
+FLUSH_EVERY_RESULTS = 512
 CANCEL_CHECK_SECONDS = 0.5
 MILLION = Decimal(1_000_000)
 
@@ -63,12 +76,14 @@ ProgressCallback = Callable[[JudgeRun], None]
 class Unit:
     """One call: an item shown in one order."""
 
+    seq: int
     item_id: int
     order: str
     key: str
     request: JudgeRequest
     cache_key: str
     est_tokens: int
+    prompt_sha256: str
 
 
 @dataclass
@@ -80,24 +95,6 @@ class Outcome:
     attempts: int = 0
     latency_ms: int = 0
     cached: bool = False
-
-
-@dataclass
-class _Finished:
-    capped: bool
-    stopped: bool
-
-
-@dataclass
-class _Fatal:
-    exc: BaseException
-
-
-@dataclass
-class Plan:
-    total: int
-    units: list[Unit]
-    skipped: list[dict[str, Any]] = field(default_factory=list)
 
 
 def call_cost(tokens_in: int, tokens_out: int, judge: Judge) -> Decimal:
@@ -138,145 +135,19 @@ def presentation_orders(
     return orders
 
 
-class TokenBucket:
-    """Requests (or tokens) per minute, refilled continuously; bursts up to one second's worth.
-
-    A request bigger than the bucket waits for a full bucket and drives it negative, so the
-    long-run rate is honoured exactly. ``adjust`` gives back (or charges) the difference between
-    a call's estimate and its real token count.
-    """
-
-    def __init__(self, per_minute: float, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate)
-        self.level = self.capacity
-        self.clock = clock
-        self.updated = clock()
-        self._lock = asyncio.Lock()
-
-    def _refill(self) -> None:
-        now = self.clock()
-        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
-        self.updated = now
-
-    async def acquire(self, amount: float = 1.0) -> None:
-        need = min(amount, self.capacity)
-        async with self._lock:
-            while True:
-                self._refill()
-                if self.level >= need:
-                    self.level -= amount
-                    return
-                await asyncio.sleep((need - self.level) / self.rate)
-
-    def adjust(self, delta: float) -> None:
-        self._refill()
-        self.level = min(self.capacity, self.level + delta)
-
-
-class _Network(threading.Thread):
-    """Runs the calls on an asyncio loop of its own; reports outcomes through ``out``."""
-
-    def __init__(
-        self,
-        *,
-        units: list[Unit],
-        client: JudgeClient,
-        judge: Judge,
-        out: queue.Queue,
-        stop: threading.Event,
-        cost_so_far: Decimal,
-        cost_cap: Decimal | None,
-    ) -> None:
-        super().__init__(name=f"judge-net-{judge.name}", daemon=True)
-        self.units = units
-        self.client = client
-        self.judge = judge
-        self.out = out
-        self.stop = stop
-        self.cost = cost_so_far
-        self.cost_cap = cost_cap
-        self.capped = False
-        self.backoff_base = float(getattr(settings, "TANDEM_JUDGE_BACKOFF_BASE", 0.5))
-        self.backoff_max = float(getattr(settings, "TANDEM_JUDGE_BACKOFF_MAX", 30.0))
-
-    def run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # handed to the caller's thread, which re-raises it
-            self.out.put(_Fatal(exc))
-            return
-        self.out.put(_Finished(capped=self.capped, stopped=self.stop.is_set()))
-
-    async def _main(self) -> None:
-        judge = self.judge
-        self.requests = (
-            TokenBucket(judge.requests_per_minute) if judge.requests_per_minute else None
-        )
-        self.tokens = TokenBucket(judge.tokens_per_minute) if judge.tokens_per_minute else None
-        semaphore = asyncio.Semaphore(judge.max_concurrency)
-        tasks: list[asyncio.Task] = []
-        try:
-            for unit in self.units:
-                await semaphore.acquire()
-                if self.stop.is_set():
-                    semaphore.release()
-                    break
-                if self.cost_cap is not None and self.cost >= self.cost_cap:
-                    self.capped = True
-                    semaphore.release()
-                    break
-                await self._limit(unit)
-                tasks.append(asyncio.create_task(self._one(unit, semaphore)))
-            await asyncio.gather(*tasks)
-        finally:
-            await self.client.aclose()
-
-    async def _limit(self, unit: Unit) -> None:
-        if self.requests is not None:
-            await self.requests.acquire(1)
-        if self.tokens is not None:
-            await self.tokens.acquire(unit.est_tokens)
-
-    async def _one(self, unit: Unit, semaphore: asyncio.Semaphore) -> None:
-        started = time.monotonic()
-        try:
-            response, attempts = await complete_with_retries(
-                self.client,
-                unit.request,
-                max_attempts=self.judge.max_attempts,
-                backoff_base=self.backoff_base,
-                backoff_max=self.backoff_max,
-                before_retry=lambda: self._limit(unit),
-            )
-        except JudgeCallError as exc:
-            self.out.put(
-                Outcome(
-                    unit,
-                    None,
-                    error=str(exc)[:500],
-                    status=exc.status,
-                    attempts=getattr(exc, "attempts", 0),
-                    latency_ms=int((time.monotonic() - started) * 1000),
-                )
-            )
-            return
-        finally:
-            semaphore.release()
-        self.cost += call_cost(response.tokens_in, response.tokens_out, self.judge)
-        if self.tokens is not None:
-            self.tokens.adjust(unit.est_tokens - (response.tokens_in + response.tokens_out))
-        self.out.put(
-            Outcome(
-                unit,
-                response,
-                attempts=attempts,
-                latency_ms=int((time.monotonic() - started) * 1000),
-            )
-        )
+def orders_count(n: int, *, order_mode: str, permutations: int) -> int:
+    """``len(presentation_orders(n, ...))`` without drawing them."""
+    if n == 1 or order_mode == JudgeRun.OrderMode.RANDOM:
+        return 1
+    if n == 2:
+        return 2
+    return min(permutations, math.factorial(n))
 
 
 # --- planning -------------------------------------------------------------------------------
+
+
+PLAN_CHUNK_ITEMS = 200
 
 
 def judge_run_items(*, run: JudgeRun):
@@ -285,68 +156,112 @@ def judge_run_items(*, run: JudgeRun):
         items = items.filter(route__in=[Item.Route.JUDGE, Item.Route.BOTH])
     elif run.scope == JudgeRun.Scope.SELECTION:
         items = items.filter(pk__in=run.item_ids or [])
-    return items.order_by("id").prefetch_related("candidates")
+    return items
 
 
-def judge_run_plan(*, run: JudgeRun, stored_keys: set[str]) -> Plan:
-    """Every call of the run (``total``) and the ones still to make (``units``)."""
+def _expected_candidates(task_type: str) -> int | None:
+    return {TaskType.PAIRWISE: 2, TaskType.THUMBS: 1}.get(task_type)
+
+
+def _judgeable(n: int, expected: int | None) -> bool:
+    return n > 0 and (n == expected if expected is not None else n >= 2)
+
+
+def judge_run_size(*, run: JudgeRun) -> tuple[int, list[dict[str, Any]]]:
+    """How many calls the whole run makes, and the items it cannot judge (with why).
+
+    One light query (item ids and candidate counts), so progress shows a true total from the
+    start while the prompts are rendered chunk by chunk as the calls go out.
+    """
+    expected = _expected_candidates(run.project.task_type)
+    total = 0
+    skipped: list[dict[str, Any]] = []
+    rows = (
+        judge_run_items(run=run)
+        .annotate(n=Count("candidates"))
+        .order_by("id")
+        .values_list("id", "n")
+    )
+    for item_id, n in rows.iterator(chunk_size=5000):
+        if not _judgeable(n, expected):
+            skipped.append({"item": item_id, "error": f"{n} candidates; cannot judge"})
+            continue
+        total += orders_count(n, order_mode=run.order_mode, permutations=run.permutations)
+    return total, skipped
+
+
+def judge_run_units(
+    *, run: JudgeRun, stored_keys: set[str], chunk_items: int | None = None
+) -> Iterator[list[Unit]]:
+    """The calls still to make, a chunk of items at a time (keyset over item ids)."""
+    chunk_items = chunk_items or PLAN_CHUNK_ITEMS
     judge, project = run.judge, run.project
     schema = project.schema
     mode = resolve_output_mode(judge)
     sampling = dict(judge.sampling or {})
     max_tokens = int(sampling.get("max_tokens", 512))
-    expected = {TaskType.PAIRWISE: 2, TaskType.THUMBS: 1}.get(schema.task_type)
-    plan = Plan(total=0, units=[])
-    for item in judge_run_items(run=run):
-        candidates = sorted(item.candidates.all(), key=lambda c: c.position)
-        n = len(candidates)
-        if n == 0 or (expected is not None and n != expected) or (expected is None and n < 2):
-            plan.skipped.append({"item": item.pk, "error": f"{n} candidates; cannot judge"})
-            continue
-        rng = random.Random(f"{run.seed}:{item.pk}")
-        orders = presentation_orders(
-            n, order_mode=run.order_mode, permutations=run.permutations, rng=rng
-        )
-        json_schema = output_schema(schema, n)
-        for order in orders:
-            plan.total += 1
-            key = f"judge:{run.pk}:{item.pk}:{order}"
-            if key in stored_keys:
+    expected = _expected_candidates(schema.task_type)
+    items = judge_run_items(run=run).order_by("id").prefetch_related("candidates")
+    seq = 0
+    last_id = 0
+    while True:
+        chunk = list(items.filter(id__gt=last_id)[:chunk_items])
+        if not chunk:
+            return
+        last_id = chunk[-1].pk
+        units: list[Unit] = []
+        for item in chunk:
+            candidates = sorted(item.candidates.all(), key=lambda c: c.position)
+            n = len(candidates)
+            if not _judgeable(n, expected):
                 continue
-            shown = [candidates[ord(letter) - ord("A")].text for letter in order]
-            system, user = prompt_render(
-                templates=judge.templates,
-                schema=schema,
-                guidelines=project.guidelines,
-                prompt=item.prompt,
-                messages=item.messages,
-                shown_texts=shown,
-                output_mode=mode,
+            rng = random.Random(f"{run.seed}:{item.pk}")
+            orders = presentation_orders(
+                n, order_mode=run.order_mode, permutations=run.permutations, rng=rng
             )
-            request = JudgeRequest(
-                system=system,
-                user=user,
-                output_mode=mode,
-                json_schema=json_schema,
-                sampling=sampling,
-                logprobs=judge.logprobs,
-            )
-            plan.units.append(
-                Unit(
-                    item_id=item.pk,
-                    order=order,
-                    key=key,
-                    request=request,
-                    cache_key=cache_key(
-                        provider=judge.provider,
-                        base_url=judge.base_url,
-                        model=judge.model,
-                        request=request,
-                    ),
-                    est_tokens=(len(system) + len(user)) // 4 + max_tokens,
+            json_schema = output_schema(schema, n)
+            for order in orders:
+                key = f"judge:{run.pk}:{item.pk}:{order}"
+                if key in stored_keys:
+                    continue
+                shown = [candidates[ord(letter) - ord("A")].text for letter in order]
+                system, user = prompt_render(
+                    templates=judge.templates,
+                    schema=schema,
+                    guidelines=project.guidelines,
+                    prompt=item.prompt,
+                    messages=item.messages,
+                    shown_texts=shown,
+                    output_mode=mode,
                 )
-            )
-    return plan
+                request = JudgeRequest(
+                    system=system,
+                    user=user,
+                    output_mode=mode,
+                    json_schema=json_schema,
+                    sampling=sampling,
+                    logprobs=judge.logprobs,
+                )
+                units.append(
+                    Unit(
+                        seq=seq,
+                        item_id=item.pk,
+                        order=order,
+                        key=key,
+                        request=request,
+                        cache_key=cache_key(
+                            provider=judge.provider,
+                            base_url=judge.base_url,
+                            model=judge.model,
+                            request=request,
+                        ),
+                        est_tokens=(len(system) + len(user)) // 4 + max_tokens,
+                        prompt_sha256=hashlib.sha256(f"{system}\x00{user}".encode()).hexdigest(),
+                    )
+                )
+                seq += 1
+        if units:
+            yield units
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -361,22 +276,34 @@ class Tally:
     cost: Decimal = Decimal(0)
 
 
+# Per-call costs are exact decimals (tokens x price per million: at most 12 places).
+_EXACT_COST = DecimalField(max_digits=30, decimal_places=12)
+
+
 def judge_run_tally(*, run: JudgeRun) -> Tally:
-    """Counters recomputed from the stored verdicts (the truth after a crash)."""
-    tally = Tally()
+    """Counters recomputed from the stored verdicts (the truth after a crash), summed by the
+    database: a run's end costs one aggregate, not a pass over every verdict's metadata."""
     rows = Annotation.objects.filter(judge_run_id=run.pk, source=Annotation.Source.JUDGE)
-    for meta in rows.values_list("metadata", flat=True).iterator(chunk_size=2000):
-        tally.done += 1
-        if meta.get("cached"):
-            tally.cached += 1
-            continue
-        tally.tokens_in += int(meta.get("tokens_in", 0))
-        tally.tokens_out += int(meta.get("tokens_out", 0))
-        tally.cost += Decimal(str(meta.get("cost", "0")))
-    return tally
+    paid = Q(metadata__cached=False)
+    sums = rows.aggregate(
+        done=Count("id"),
+        cached=Count("id", filter=Q(metadata__cached=True)),
+        tokens_in=Sum(Cast(KT("metadata__tokens_in"), BigIntegerField()), filter=paid),
+        tokens_out=Sum(Cast(KT("metadata__tokens_out"), BigIntegerField()), filter=paid),
+        cost=Sum(
+            Cast(KT("metadata__cost"), DecimalField(max_digits=20, decimal_places=10)), filter=paid
+        ),
+    )
+    return Tally(
+        done=sums["done"],
+        cached=sums["cached"],
+        tokens_in=sums["tokens_in"] or 0,
+        tokens_out=sums["tokens_out"] or 0,
+        cost=Decimal(sums["cost"] or 0),
+    )
 
 
-def _annotation_for(run: JudgeRun, schema: LabelSchema, outcome: Outcome) -> Annotation:
+def _verdict_for(run: JudgeRun, schema: LabelSchema, outcome: Outcome) -> Verdict:
     judge = run.judge
     response = outcome.response
     assert response is not None
@@ -400,23 +327,17 @@ def _annotation_for(run: JudgeRun, schema: LabelSchema, outcome: Outcome) -> Ann
         "attempts": outcome.attempts,
         "latency_ms": outcome.latency_ms,
         # The run's judge_config holds the templates; this proves which rendering was sent.
-        "prompt_sha256": hashlib.sha256(
-            f"{unit.request.system}\x00{unit.request.user}".encode()
-        ).hexdigest(),
+        "prompt_sha256": unit.prompt_sha256,
     }
     if verdict.error:
         metadata["parse_error"] = verdict.error
-    return Annotation(
-        project_id=run.project_id,
+    return Verdict(
         item_id=unit.item_id,
-        source=Annotation.Source.JUDGE,
-        judge=judge.name,
-        judge_run_id=run.pk,
-        payload=verdict.payload,
         order=unit.order,
+        key=unit.key,
+        payload=verdict.payload,
         raw_output=response.text or response.refusal or "",
         confidence=verdict.confidence,
-        idempotency_key=unit.key,
         metadata=metadata,
     )
 
@@ -426,15 +347,17 @@ class _Writer:
 
     def __init__(self, run: JudgeRun, tally: Tally) -> None:
         self.run = run
+        self.ref = RunRef(project_id=run.project_id, run_id=run.pk, judge=run.judge.name)
         self.schema = run.project.schema
         self.tally = tally
         self.failed = 0
         self.errors: list[dict[str, Any]] = list(run.errors or [])
 
     def write(self, outcomes: list[Outcome]) -> None:
-        annotations: list[Annotation] = []
-        cache_entries = []
+        verdicts: list[Verdict] = []
+        cache_entries: list[CacheEntry] = []
         judge = self.run.judge
+        now = timezone.now()
         for outcome in outcomes:
             if outcome.response is None:
                 self.failed += 1
@@ -444,20 +367,24 @@ class _Writer:
                         "order": outcome.unit.order,
                         "status": outcome.status,
                         "error": outcome.error,
-                        "at": timezone.now().isoformat(),
+                        "at": now.isoformat(),
                     }
                 )
                 continue
-            annotations.append(_annotation_for(self.run, self.schema, outcome))
+            verdicts.append(_verdict_for(self.run, self.schema, outcome))
             if not outcome.cached:
                 cache_entries.append(
                     (outcome.unit.cache_key, judge.provider, judge.model, outcome.response)
                 )
         with transaction.atomic():
-            created = Annotation.objects.bulk_create(annotations, ignore_conflicts=True)
-            cache_put_many(cache_entries)
-            for annotation in created:
-                meta = annotation.metadata
+            created = verdicts_store(self.ref, verdicts, cache_entries, now=now)
+            touched = {v.item_id for v in verdicts if v.key in created}
+            if touched:
+                judge_item_results_update(run=self.run, item_ids=touched)
+            for verdict in verdicts:
+                if verdict.key not in created:
+                    continue
+                meta = verdict.metadata
                 self.tally.done += 1
                 if meta["cached"]:
                     self.tally.cached += 1
@@ -499,14 +426,18 @@ def _agreed_label(task_type: str, payloads: list[dict[str, Any]]) -> tuple[bool,
     return True, label
 
 
-def judge_item_results_update(*, run: JudgeRun) -> None:
-    """Per item of the run: orders stored and parsed, whether they agree, the agreed label."""
+def judge_item_results_update(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -> None:
+    """Per item of the run (or of ``item_ids``): orders stored and parsed, whether they agree,
+    the agreed label. The writer calls it for the items of each batch, in the batch's
+    transaction, so an item's result always matches its stored verdicts."""
     by_item: dict[int, list[tuple[str, dict[str, Any], str]]] = {}
     rows = Annotation.objects.filter(judge_run_id=run.pk, source=Annotation.Source.JUDGE)
-    for item_id, order, payload, meta in rows.values_list(
-        "item_id", "order", "payload", "metadata"
+    if item_ids is not None:
+        rows = rows.filter(item_id__in=list(item_ids))
+    for item_id, order, payload, status in rows.values_list(
+        "item_id", "order", "payload", KT("metadata__parse_status")
     ).iterator(chunk_size=2000):
-        by_item.setdefault(item_id, []).append((order, payload, meta.get("parse_status", "")))
+        by_item.setdefault(item_id, []).append((order, payload, status or ""))
     task_type = run.project.task_type
     results = []
     for item_id, verdicts in by_item.items():
@@ -580,7 +511,14 @@ def _run_start(run_id: int) -> JudgeRun | None:
 
 
 def _run_finish(run: JudgeRun, writer: _Writer, *, status: str, reason: str) -> JudgeRun:
-    judge_item_results_update(run=run)
+    judged = (
+        Annotation.objects.filter(judge_run_id=run.pk, source=Annotation.Source.JUDGE)
+        .values("item_id")
+        .distinct()
+        .count()
+    )
+    if JudgeItemResult.objects.filter(run_id=run.pk).count() != judged:
+        judge_item_results_update(run=run)  # verdicts stored by a version without the above
     writer.tally = judge_run_tally(run=run)  # authoritative after any crash or race
     writer.save_counters(status=status, stop_reason=reason, finished_at=timezone.now())
     return run
@@ -624,18 +562,68 @@ def judge_run_execute(
     run_id: int,
     client_factory: ClientFactory = client_for_judge,
     on_progress: ProgressCallback | None = None,
+    shards: int | None = None,
 ) -> JudgeRun:
     """Run (or resume) a judge run to its end. Idempotent: a finished run is left as it is, and
-    a run another worker is executing right now is left to it."""
+    a run another worker is executing right now is left to it.
+
+    ``shards``: how many network loops carry the calls (``network.py``); by default one per 64
+    calls in flight, at most one per core, and more than one only for the SDK clients (a shard
+    in another process builds its own client with ``client_factory``).
+    """
     with _run_lock(run_id) as locked:
         if not locked:
             logger.info("judge run %s is being executed by another worker", run_id)
             return JudgeRun.objects.get(pk=run_id)
-        return _execute(run_id, client_factory, on_progress)
+        return _execute(run_id, client_factory, on_progress, shards)
+
+
+def _limits(run: JudgeRun) -> Limits:
+    judge = run.judge
+    return Limits(
+        max_concurrency=judge.max_concurrency,
+        requests_per_minute=float(judge.requests_per_minute or 0),
+        tokens_per_minute=float(judge.tokens_per_minute or 0),
+        max_attempts=judge.max_attempts,
+        backoff_base=float(getattr(settings, "TANDEM_JUDGE_BACKOFF_BASE", 0.5)),
+        backoff_max=float(getattr(settings, "TANDEM_JUDGE_BACKOFF_MAX", 30.0)),
+        price_input_per_mtok=float(judge.price_input_per_mtok),
+        price_output_per_mtok=float(judge.price_output_per_mtok),
+        cost_cap=None if run.cost_cap is None else float(run.cost_cap),
+    )
+
+
+def _dispatcher(
+    run: JudgeRun, client_factory: ClientFactory, shards: int | None, cost_so_far: Decimal
+) -> ThreadDispatcher | ProcessDispatcher:
+    """Raises JudgeConfigError (e.g. the key's variable is unset) before anything starts."""
+    judge = run.judge
+    limits = _limits(run)
+    if shards is None:
+        shards = shards_for(judge.max_concurrency) if client_factory is client_for_judge else 1
+    shards = max(1, min(shards, judge.max_concurrency))
+    if shards == 1:
+        return ThreadDispatcher(
+            client=client_factory(judge),
+            limits=limits,
+            cost_so_far=float(cost_so_far),
+            name=judge.name,
+        )
+    judge_api_key(judge)  # a configuration error is reported here, not by each shard
+    return ProcessDispatcher(
+        make_client=partial(client_factory, judge),
+        limits=limits,
+        cost_so_far=float(cost_so_far),
+        shards=shards,
+        name=judge.name,
+    )
 
 
 def _execute(
-    run_id: int, client_factory: ClientFactory, on_progress: ProgressCallback | None
+    run_id: int,
+    client_factory: ClientFactory,
+    on_progress: ProgressCallback | None,
+    shards: int | None,
 ) -> JudgeRun:
     run = _run_start(run_id)
     if run is None:
@@ -643,62 +631,50 @@ def _execute(
     stored = set(
         Annotation.objects.filter(judge_run_id=run.pk).values_list("idempotency_key", flat=True)
     )
-    plan = judge_run_plan(run=run, stored_keys=stored)
+    total, skipped = judge_run_size(run=run)
     writer = _Writer(run, judge_run_tally(run=run))
-    writer.errors.extend(plan.skipped)
-    writer.save_counters(total=plan.total)
+    writer.errors.extend(skipped)
+    writer.save_counters(total=total)
     if on_progress:
         on_progress(run)
 
-    units = plan.units
-    if run.use_cache and units:
-        hits = cache_get_many(u.cache_key for u in units)
-        cached = [Outcome(u, hits[u.cache_key], cached=True) for u in units if u.cache_key in hits]
-        for start in range(0, len(cached), 1000):
-            writer.write(cached[start : start + 1000])
-        units = [u for u in units if u.cache_key not in hits]
-
     cap = run.cost_cap
-    if units and cap is not None and writer.tally.cost >= cap:
+    if total > writer.tally.done and cap is not None and writer.tally.cost >= cap:
         return _run_finish(
             run,
             writer,
             status=JudgeRun.Status.CAPPED,
             reason=f"cost cap reached: ${writer.tally.cost:.6f} >= ${cap}",
         )
-    if not units:
+    feed = _Feed(run, writer, judge_run_units(run=run, stored_keys=stored))
+    first = feed.next_fresh()
+    if not first:  # everything stored or answered from the cache
         return _run_finish(run, writer, status=JudgeRun.Status.COMPLETED, reason="")
 
     try:
-        client = client_factory(run.judge)
+        dispatcher = _dispatcher(run, client_factory, shards, writer.tally.cost)
     except JudgeConfigError as exc:
         return _run_finish(run, writer, status=JudgeRun.Status.INCOMPLETE, reason=exc.message)
+    dispatcher.start()
+    try:
+        finished = _drive(run, writer, dispatcher, feed, first, on_progress)
+    finally:
+        dispatcher.stop.set()
+        dispatcher.close()
+        dispatcher.join()
 
-    out: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    network = _Network(
-        units=units,
-        client=client,
-        judge=run.judge,
-        out=out,
-        stop=stop,
-        cost_so_far=writer.tally.cost,
-        cost_cap=cap,
-    )
-    network.start()
-    finished = _consume(run, writer, out, stop, on_progress)
-    network.join()
-
-    if isinstance(finished, _Fatal):
+    if isinstance(finished, Fatal):
         _run_finish(
             run,
             writer,
             status=JudgeRun.Status.INCOMPLETE,
-            reason=f"worker error: {type(finished.exc).__name__}: {finished.exc}"[:1000],
+            reason=f"worker error: {finished.message}"[:1000],
         )
-        raise finished.exc
+        if finished.exc is not None:
+            raise finished.exc
+        raise RuntimeError(f"judge run {run.pk}: a network shard failed: {finished.message}")
     tally = judge_run_tally(run=run)
-    if tally.done >= plan.total:
+    if tally.done >= total:
         status, reason = JudgeRun.Status.COMPLETED, ""
     elif finished.stopped:
         status, reason = JudgeRun.Status.CANCELLED, "cancelled"
@@ -707,61 +683,134 @@ def _execute(
         reason = f"cost cap reached: ${tally.cost:.6f} >= ${cap}"
     else:
         status = JudgeRun.Status.INCOMPLETE
-        reason = f"{plan.total - tally.done} of {plan.total} calls failed; resume to retry them"
+        reason = f"{total - tally.done} of {total} calls failed; resume to retry them"
     run = _run_finish(run, writer, status=status, reason=reason)
     if on_progress:
         on_progress(run)
     return run
 
 
-def _consume(
+class _Feed:
+    """The planned calls, a chunk at a time, with cache hits written on the way."""
+
+    def __init__(self, run: JudgeRun, writer: _Writer, chunks: Iterator[list[Unit]]) -> None:
+        self.run = run
+        self.writer = writer
+        self.chunks = chunks
+        self.exhausted = False
+
+    def next_fresh(self) -> list[Unit]:
+        """The next calls to make ([] once planning is done)."""
+        while not self.exhausted:
+            units = next(self.chunks, None)
+            if units is None:
+                self.exhausted = True
+                break
+            if self.run.use_cache:
+                hits = cache_get_many(u.cache_key for u in units)
+                if hits:
+                    self.writer.write(
+                        [
+                            Outcome(u, hits[u.cache_key], cached=True)
+                            for u in units
+                            if u.cache_key in hits
+                        ]
+                    )
+                    units = [u for u in units if u.cache_key not in hits]
+            if units:
+                return units
+        return []
+
+
+def _drive(
     run: JudgeRun,
     writer: _Writer,
-    out: queue.Queue,
-    stop: threading.Event,
+    dispatcher: ThreadDispatcher | ProcessDispatcher,
+    feed: _Feed,
+    first: list[Unit],
     on_progress: ProgressCallback | None,
-) -> _Finished | _Fatal:
+) -> Finished | Fatal:
+    """Feed calls while fewer than a few rounds are queued; write answers as they come back."""
+    queued_max = max(4 * run.judge.max_concurrency, 2 * PLAN_CHUNK_ITEMS)
+    pending: dict[int, Unit] = {}
+    results = dispatcher.results
+    ended: list[Finished] = []
     batch: list[Outcome] = []
     last_flush = last_check = time.monotonic()
+
+    def send(units: list[Unit]) -> None:
+        for unit in units:
+            pending[unit.seq] = unit
+        dispatcher.feed([Call(u.seq, u.request, u.est_tokens) for u in units])
+
+    send(first)
+    feeding = True
     while True:
-        end: _Finished | _Fatal | None = None
+        if feeding and (dispatcher.stop.is_set() or ended):
+            feeding = False  # cancelled, capped or a shard ended: plan nothing more
+            dispatcher.close()
+        while feeding and len(pending) < queued_max:
+            units = feed.next_fresh()
+            if not units:
+                feeding = False
+                dispatcher.close()
+                break
+            send(units)
         try:
-            message = out.get(timeout=0.1)
+            message = results.get(timeout=0.05 if feeding else 0.1)
         except queue.Empty:
             message = None
         while message is not None:
-            if isinstance(message, _Finished | _Fatal):
-                end = message
-                break
-            batch.append(message)
+            if isinstance(message, Fatal):
+                if batch:
+                    writer.write(batch)
+                return message
+            if isinstance(message, Finished):
+                ended.append(message)
+            else:
+                unit = pending.pop(message.seq)
+                batch.append(
+                    Outcome(
+                        unit,
+                        message.response,
+                        error=message.error,
+                        status=message.status,
+                        attempts=message.attempts,
+                        latency_ms=message.latency_ms,
+                    )
+                )
             try:
-                message = out.get_nowait()
+                message = results.get_nowait()
             except queue.Empty:
                 message = None
+        done = len(ended) == dispatcher.shards
         now = time.monotonic()
         due = now - last_flush >= FLUSH_EVERY_SECONDS or len(batch) >= FLUSH_EVERY_RESULTS
-        if batch and (due or end is not None):
+        if batch and (due or done):
             writer.write(batch)
             batch = []
             last_flush = now
             if on_progress:
                 on_progress(run)
-        if end is not None:
-            return end
-        if not stop.is_set() and now - last_check >= CANCEL_CHECK_SECONDS:
+        if done:
+            return Finished(
+                capped=any(f.capped for f in ended), stopped=any(f.stopped for f in ended)
+            )
+        if not dispatcher.stop.is_set() and now - last_check >= CANCEL_CHECK_SECONDS:
             last_check = now
             if JudgeRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
-                stop.set()
+                dispatcher.stop.set()
 
 
 __all__ = [
     "Outcome",
-    "TokenBucket",
     "Unit",
     "call_cost",
     "judge_item_results_update",
     "judge_run_execute",
-    "judge_run_plan",
+    "judge_run_size",
     "judge_run_tally",
+    "judge_run_units",
+    "orders_count",
     "presentation_orders",
 ]

@@ -1,7 +1,8 @@
-"""A judge worker in its own process, for the crash test: ``python judge_worker.py RUN_ID``.
+"""A judge worker in its own process, for the crash tests.
 
-Runs this checkout's code (an editable install of another checkout in the same environment is
-kept from shadowing it), against the database in ``DATABASE_URL``.
+``python judge_worker.py RUN_ID [SHARDS]``: runs this checkout's code (an editable install of
+another checkout in the same environment is kept from shadowing it), against the database in
+``DATABASE_URL``.
 """
 
 import os
@@ -20,5 +21,6 @@ django.setup()
 from routing.judges.runner import judge_run_execute  # noqa: E402
 
 if __name__ == "__main__":
-    run = judge_run_execute(run_id=int(sys.argv[1]))
+    shards = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    run = judge_run_execute(run_id=int(sys.argv[1]), shards=shards)
     print(run.status, flush=True)
