@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--levels", default="1,8,32,128")
     # 50 rounds of calls: 10 s at the ideal rate, long enough that a run's fixed costs (start-up,
-    # the final per-item pass) do not stand in for its throughput.
+    # the last round's stragglers) do not stand in for its throughput.
     parser.add_argument("--calls-per-slot", type=int, default=50)
     parser.add_argument(
         "--no-logprobs", action="store_true", help="judges do not ask for log-probabilities"

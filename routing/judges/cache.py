@@ -39,7 +39,10 @@ def cache_get_many(keys: Iterable[str], *, chunk: int = 1000) -> dict[str, Judge
     return found
 
 
-def cache_put_many(entries: Iterable[tuple[str, str, str, JudgeResponse]]) -> None:
+CacheEntry = tuple[str, str, str, JudgeResponse]  # key, provider, model, response
+
+
+def cache_put_many(entries: Iterable[CacheEntry]) -> None:
     """Store (key, provider, model, response); a key already stored is left as it is."""
     rows = [
         JudgeResponseCache(key=key, provider=provider, model=model, response=resp.to_dict())

@@ -38,7 +38,7 @@ from annotation.schema import LabelSchema, TaskType, letters
 
 from ..judge_models import Judge, JudgeItemResult, JudgeRun
 from . import parsing
-from .cache import cache_get_many, cache_key
+from .cache import CacheEntry, cache_get_many, cache_key
 from .network import (
     Call,
     Fatal,
@@ -58,7 +58,7 @@ from .providers import (
     judge_api_key,
     resolve_output_mode,
 )
-from .store import CacheEntry, RunRef, Verdict, verdicts_store
+from .store import RunRef, Verdict, verdicts_store
 
 logger = logging.getLogger(__name__)
 
@@ -290,9 +290,7 @@ def judge_run_tally(*, run: JudgeRun) -> Tally:
         cached=Count("id", filter=Q(metadata__cached=True)),
         tokens_in=Sum(Cast(KT("metadata__tokens_in"), BigIntegerField()), filter=paid),
         tokens_out=Sum(Cast(KT("metadata__tokens_out"), BigIntegerField()), filter=paid),
-        cost=Sum(
-            Cast(KT("metadata__cost"), DecimalField(max_digits=20, decimal_places=10)), filter=paid
-        ),
+        cost=Sum(Cast(KT("metadata__cost"), _EXACT_COST), filter=paid),
     )
     return Tally(
         done=sums["done"],

@@ -21,7 +21,7 @@ from django.db import connection
 from annotation.models import Annotation
 
 from ..judge_models import JudgeResponseCache
-from .providers import JudgeResponse
+from .cache import CacheEntry, cache_put_many
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,6 @@ class RunRef:
     project_id: int
     run_id: int
     judge: str
-
-
-CacheEntry = tuple[str, str, str, JudgeResponse]  # key, provider, model, response
 
 
 def verdicts_store(
@@ -85,14 +82,7 @@ def _store_orm(ref: RunRef, verdicts: list[Verdict], cache: list[CacheEntry]) ->
         ],
         ignore_conflicts=True,
     )
-    if cache:
-        JudgeResponseCache.objects.bulk_create(
-            [
-                JudgeResponseCache(key=key, provider=provider, model=model, response=resp.to_dict())
-                for key, provider, model, resp in cache
-            ],
-            ignore_conflicts=True,
-        )
+    cache_put_many(cache)
     return {key for key in keys if key not in existing}
 
 
@@ -113,13 +103,13 @@ def _store_copy(
     with connection.cursor() as cursor:
         raw = cursor.cursor  # psycopg's own cursor, for COPY
         # Temporary tables live as long as the session and empty themselves at each commit.
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE_VERDICTS} ("
-            'item_id bigint, "order" text, idempotency_key text, payload jsonb, '
-            "raw_output text, confidence double precision, metadata jsonb"
-            ") ON COMMIT DELETE ROWS"
-        )
         if verdicts:
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE_VERDICTS} ("
+                'item_id bigint, "order" text, idempotency_key text, payload jsonb, '
+                "raw_output text, confidence double precision, metadata jsonb"
+                ") ON COMMIT DELETE ROWS"
+            )
             with raw.copy(
                 f'COPY {_STAGE_VERDICTS} (item_id, "order", idempotency_key, payload, '
                 "raw_output, confidence, metadata) FROM STDIN"
