@@ -35,6 +35,7 @@ from tandem.errors import Conflict, InvalidInput, NotFound
 from . import policies, selectors
 from .models import HUMAN_ROUTES, Annotation, Assignment, Item, Membership, Project
 from .schema import letters
+from .signals import send_labels_added
 
 RECLAIM_BATCH = 500
 MAX_SKIP_REASON = 500
@@ -305,6 +306,9 @@ def annotation_submit(
             )
             Item.objects.filter(pk=assignment.item_id).update(
                 human_done=F("human_done") + 1, open_leases=F("open_leases") - 1
+            )
+            send_labels_added(
+                project_id=assignment.project_id, source="human", item_ids=[assignment.item_id]
             )
     if expired:
         # Committed above: the item is back in the pool; now tell the person.

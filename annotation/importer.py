@@ -27,6 +27,7 @@ from django.utils import timezone
 from .models import Annotation, Candidate, Item, Project
 from .readers import RowDecodeError, detect_format, read_rows
 from .rows import ItemRow, RowError, RowOptions, parse_row
+from .signals import send_items_added, send_labels_added
 
 ProgressCallback = Callable[[int], None]
 
@@ -133,6 +134,9 @@ def items_import(
             result.skipped += counts.existing
             if result.errors and not partial:
                 raise _Rollback
+            send_items_added(project_id=project.pk, count=result.created)
+            if result.labels_created:
+                send_labels_added(project_id=project.pk, source="import", item_ids=None)
     except _Rollback:
         result.written = False
         result.created = result.labels_created = 0

@@ -19,6 +19,7 @@ import orjson
 from django.db import connection
 
 from annotation.models import Annotation
+from annotation.signals import send_labels_added
 
 from ..judge_models import JudgeResponseCache
 from .cache import CacheEntry, cache_put_many
@@ -51,8 +52,16 @@ def verdicts_store(
 ) -> set[str]:
     """Store what is not stored yet; return the idempotency keys this call created."""
     if connection.vendor == "postgresql":
-        return _store_copy(ref, verdicts, cache, now=now)
-    return _store_orm(ref, verdicts, cache)
+        created = _store_copy(ref, verdicts, cache, now=now)
+    else:
+        created = _store_orm(ref, verdicts, cache)
+    if created:
+        send_labels_added(
+            project_id=ref.project_id,
+            source="judge",
+            item_ids={v.item_id for v in verdicts if v.key in created},
+        )
+    return created
 
 
 def _store_orm(ref: RunRef, verdicts: list[Verdict], cache: list[CacheEntry]) -> set[str]:
