@@ -21,7 +21,8 @@ from .importer import ImportResult, items_import
 from .models import Membership, Project
 from .services import membership_set, project_create
 
-SAMPLE = Path(settings.BASE_DIR) / "tests" / "fixtures" / "pandalm_sample.jsonl"
+SAMPLE = Path(settings.BASE_DIR) / "data" / "pandalm" / "pandalm.jsonl"
+SAMPLE_ROWS = 120  # a demo needs a sample, not the whole set
 GUIDELINES = """Read the instruction, then the responses.
 
 * Prefer the response that follows the instruction best: correct, complete, and concise.
@@ -32,7 +33,8 @@ GUIDELINES = """Read the instruction, then the responses.
 
 def _rows() -> list[dict[str, Any]]:
     with open(SAMPLE, "rb") as handle:
-        return [orjson.loads(line) for line in handle if line.strip()]
+        lines = [line for line in handle if line.strip()]
+    return [orjson.loads(line) for line in lines[:SAMPLE_ROWS]]
 
 
 def _listwise_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -29,9 +29,7 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 
-SOURCE = (
-    Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared/data/pandalm/pandalm.jsonl"
-)
+SOURCE = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "data/pandalm/pandalm.jsonl"
 OUT = ROOT / "bench" / "out"
 RESULTS = ROOT / "bench" / "results"
 

@@ -32,9 +32,7 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 
-PANDALM = (
-    Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared/data/pandalm/pandalm.jsonl"
-)
+PANDALM = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "data/pandalm/pandalm.jsonl"
 LLMBAR = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "bench/data/llmbar.jsonl"
 RESULTS = ROOT / "bench" / "results"
 BUDGETS = "0.1,0.2,0.3,0.5"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, views
+from routing.router import api, views
 
 api_urlpatterns = [
     path(

@@ -7,8 +7,9 @@ from rest_framework.routers import DefaultRouter
 from annotation import api as annotation_api
 from annotation import views as annotation_views
 from annotation import workspace, workspace_api
-from routing import judge_api, judge_views
 from routing import urls as routing_urls
+from routing.judges import api as judge_api
+from routing.judges import views as judge_views
 
 router = DefaultRouter()
 router.register("projects", annotation_api.ProjectViewSet, basename="project")

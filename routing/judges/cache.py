@@ -9,8 +9,8 @@ from collections.abc import Iterable
 
 import orjson
 
-from ..judge_models import JudgeResponseCache
-from .providers import JudgeRequest, JudgeResponse
+from routing.judges.models import JudgeResponseCache
+from routing.judges.providers import JudgeRequest, JudgeResponse
 
 
 def cache_key(*, provider: str, base_url: str, model: str, request: JudgeRequest) -> str:

@@ -31,8 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .providers import JudgeCallError, JudgeClient, JudgeRequest, JudgeResponse
-from .providers import complete_with_retries as _complete_with_retries
+from routing.judges.providers import JudgeCallError, JudgeClient, JudgeRequest, JudgeResponse
+from routing.judges.providers import complete_with_retries as _complete_with_retries
 
 #: Calls in flight one shard is given before a run is spread over processes.
 CALLS_PER_SHARD = 64

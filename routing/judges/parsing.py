@@ -15,8 +15,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from annotation.schema import LabelSchema, TaskType, letters
-
-from .providers import JudgeResponse
+from routing.judges.providers import JudgeResponse
 
 OK = "ok"
 UNPARSED = "unparsed"

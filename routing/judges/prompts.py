@@ -17,8 +17,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from annotation.schema import LabelSchema, TaskType, letters
-
-from ..judge_models import OutputMode
+from routing.judges.models import OutputMode
 
 VARIABLES = (
     "guidelines",

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from routing.judges.models import Judge, OutputMode, Provider
 from tandem.errors import ApplicationError
-
-from ..judge_models import Judge, OutputMode, Provider
 
 if TYPE_CHECKING:
     import ssl

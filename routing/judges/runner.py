@@ -35,11 +35,10 @@ from django.utils import timezone
 
 from annotation.models import Annotation, Item
 from annotation.schema import LabelSchema, TaskType, letters
-
-from ..judge_models import Judge, JudgeItemResult, JudgeRun
-from . import parsing
-from .cache import CacheEntry, cache_get_many, cache_key
-from .network import (
+from routing.judges import parsing
+from routing.judges.cache import CacheEntry, cache_get_many, cache_key
+from routing.judges.models import Judge, JudgeItemResult, JudgeRun
+from routing.judges.network import (
     Call,
     Fatal,
     Finished,
@@ -48,8 +47,8 @@ from .network import (
     ThreadDispatcher,
     shards_for,
 )
-from .prompts import output_schema, prompt_render
-from .providers import (
+from routing.judges.prompts import output_schema, prompt_render
+from routing.judges.providers import (
     JudgeClient,
     JudgeConfigError,
     JudgeRequest,
@@ -58,7 +57,7 @@ from .providers import (
     judge_api_key,
     resolve_output_mode,
 )
-from .store import RunRef, Verdict, verdicts_store
+from routing.judges.store import RunRef, Verdict, verdicts_store
 
 logger = logging.getLogger(__name__)
 

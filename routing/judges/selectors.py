@@ -6,9 +6,8 @@ from django.db.models import Exists, OuterRef, QuerySet, Sum
 
 from accounts.models import User
 from annotation.models import Membership, Project
+from routing.judges.models import Judge, JudgeRun
 from tandem.errors import NotFound
-
-from ..judge_models import Judge, JudgeRun
 
 
 def judge_list() -> QuerySet[Judge]:

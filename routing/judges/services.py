@@ -9,11 +9,10 @@ from django.utils import timezone
 
 from accounts.models import User
 from annotation.models import Item, Project
+from routing.judges.models import Judge, JudgeRun
+from routing.judges.prompts import template_validate
+from routing.judges.runner import judge_run_is_executing
 from tandem.errors import Conflict, InvalidInput
-
-from ..judge_models import Judge, JudgeRun
-from .prompts import template_validate
-from .runner import judge_run_is_executing
 
 JUDGE_FIELDS = (
     "name",

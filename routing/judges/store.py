@@ -20,9 +20,8 @@ from django.db import connection
 
 from annotation.models import Annotation
 from annotation.signals import send_labels_added
-
-from ..judge_models import JudgeResponseCache
-from .cache import CacheEntry, cache_put_many
+from routing.judges.cache import CacheEntry, cache_put_many
+from routing.judges.models import JudgeResponseCache
 
 
 @dataclass(frozen=True)

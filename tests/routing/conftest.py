@@ -4,8 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from routing.judge_models import Judge
 from routing.judges import services
+from routing.judges.models import Judge
 from tests.factories import ItemFactory, ProjectFactory
 from tests.llm_server import LLMServer
 

@@ -1,8 +1,8 @@
 import pytest
 from django.urls import reverse
 
-from routing import router
-from routing.router_models import RoutingDecision, RoutingPolicy
+from routing.router import route
+from routing.router.models import RoutingDecision, RoutingPolicy
 from tests.factories import ItemFactory
 
 from .factories import item_with_labels
@@ -70,9 +70,7 @@ def test_only_managers_see_or_change_the_policy(project, annotator, outsider, ap
 def test_dry_run_and_route(project, manager, api):
     for _ in range(5):
         ItemFactory(project=project)
-    router.routing_policy_set(
-        project=project, name="all_judge", budget_count=2, calibration_share=0
-    )
+    route.routing_policy_set(project=project, name="all_judge", budget_count=2, calibration_share=0)
     client = api(manager)
     dry = client.post(
         f"/api/v1/projects/{project.id}/routing-policy/dry-run/",
@@ -94,10 +92,8 @@ def test_dry_run_and_route(project, manager, api):
 
 def test_item_decisions_in_the_api(project, manager, api):
     item = ItemFactory(project=project)
-    router.routing_policy_set(
-        project=project, name="all_human", budget_count=1, calibration_share=0
-    )
-    router.item_route(item=item)
+    route.routing_policy_set(project=project, name="all_human", budget_count=1, calibration_share=0)
+    route.item_route(item=item)
     response = api(manager).get(f"/api/v1/projects/{project.id}/items/{item.id}/routing-decisions/")
     assert response.status_code == 200
     body = response.json()
@@ -111,7 +107,7 @@ def test_item_decisions_in_the_api(project, manager, api):
 
 
 def _labelled_project(project, n):
-    router.routing_policy_set(
+    route.routing_policy_set(
         project=project,
         name="judge_uncertainty",
         judges=["g", "p"],
@@ -120,7 +116,7 @@ def _labelled_project(project, n):
     )
     for i in range(n):
         item_with_labels(project, humans=["A", "A", "B"], judges={"g": "A", "p": "AB"[i % 2]})
-    router.project_route(project=project)
+    route.project_route(project=project)
 
 
 def test_policy_page_query_count_does_not_grow_with_items(
@@ -140,11 +136,9 @@ def test_policy_page_query_count_does_not_grow_with_items(
 
 def test_item_decisions_query_count(project, manager, api, django_assert_num_queries):
     item = ItemFactory(project=project)
-    router.routing_policy_set(
-        project=project, name="all_human", budget_count=5, calibration_share=0
-    )
-    router.item_route(item=item)
-    router.items_reroute(project=project, item_ids=[item.pk])
+    route.routing_policy_set(project=project, name="all_human", budget_count=5, calibration_share=0)
+    route.item_route(item=item)
+    route.items_reroute(project=project, item_ids=[item.pk])
     client = api(manager)
     client.get(f"/api/v1/projects/{project.id}/items/{item.id}/routing-decisions/")  # warm up
     with django_assert_num_queries(4):  # token, project, item, decisions
@@ -154,10 +148,8 @@ def test_item_decisions_query_count(project, manager, api, django_assert_num_que
 
 def test_pages_show_budget_and_decisions(project, manager, client):
     item = ItemFactory(project=project)
-    router.routing_policy_set(
-        project=project, name="all_human", budget_count=3, calibration_share=0
-    )
-    router.item_route(item=item)
+    route.routing_policy_set(project=project, name="all_human", budget_count=3, calibration_share=0)
+    route.item_route(item=item)
     client.force_login(manager)
     page = client.get(reverse("routing-project", args=[project.id]))
     assert page.status_code == 200
@@ -193,7 +185,7 @@ def test_admin_refuses_a_bad_rule_and_bumps_versions(project, admin_user, client
 
 
 def test_the_policy_names_a_tagging_judge(project, manager, api):
-    from routing.judge_models import Judge
+    from routing.judges.models import Judge
 
     Judge.objects.create(name="tagger", provider="openai", model="m")
     client = api(manager)

@@ -4,7 +4,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from annotation.models import Annotation
-from routing.judge_models import Judge, JudgeRun
+from routing.judges.models import Judge, JudgeRun
 from routing.judges.prompts import DEFAULT_TEMPLATES
 from tests.routing.conftest import make_items
 

@@ -12,8 +12,8 @@ import pytest
 from django.db import connection
 
 from annotation.models import Annotation
-from routing.judge_models import JudgeRun
 from routing.judges import services
+from routing.judges.models import JudgeRun
 from routing.judges.runner import judge_run_execute
 from tests.routing.conftest import make_items
 

@@ -24,8 +24,8 @@ import pytest
 
 from annotation.importer import items_import_file
 from annotation.models import Annotation
-from routing.judge_models import JudgeItemResult, JudgeRun
 from routing.judges import services
+from routing.judges.models import JudgeItemResult, JudgeRun
 from routing.judges.runner import judge_run_execute
 from tests.factories import ProjectFactory
 

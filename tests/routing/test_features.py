@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from routing import features
-from routing.features import ItemView, JudgeLabel, features_table, item_features
+from routing.router import features
+from routing.router.features import ItemView, JudgeLabel, features_table, item_features
 
 
 def test_lexical_features():

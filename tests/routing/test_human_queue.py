@@ -4,17 +4,15 @@ import pytest
 
 from annotation.assignment import annotation_submit, assignment_next
 from annotation.models import Item
-from routing import router
+from routing.router import route
 from tests.factories import ItemFactory
 
 
 @pytest.mark.django_db
 def test_people_get_only_the_items_the_router_sends_them(project, annotator):
     items = [ItemFactory(project=project) for _ in range(5)]
-    router.routing_policy_set(
-        project=project, name="all_human", budget_count=2, calibration_share=0
-    )
-    assert router.project_route(project=project).counts() == {"human": 2, "judge": 3, "both": 0}
+    route.routing_policy_set(project=project, name="all_human", budget_count=2, calibration_share=0)
+    assert route.project_route(project=project).counts() == {"human": 2, "judge": 3, "both": 0}
     for_people = set(
         Item.objects.filter(project=project, route=Item.Route.HUMAN).values_list("id", flat=True)
     )

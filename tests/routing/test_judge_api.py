@@ -2,8 +2,8 @@
 
 import pytest
 
-from routing.judge_models import Judge, JudgeRun
 from routing.judges import services
+from routing.judges.models import Judge, JudgeRun
 from tests.factories import ProjectFactory
 from tests.routing.conftest import make_items
 

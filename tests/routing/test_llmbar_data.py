@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from routing.simulation import rows_read, simulation_run
+from routing.router.simulation import rows_read, simulation_run
 
 from .test_simulation import BUDGETS, PANDALM
 

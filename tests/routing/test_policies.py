@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from routing.features import ItemView, JudgeLabel, features_table, judge_verdict
-from routing.policies import POLICIES, policy_build
-from routing.policies.learned import LearnedPolicy, judge_error_target
+from routing.router.features import ItemView, JudgeLabel, features_table, judge_verdict
+from routing.router.policies import POLICIES, policy_build
+from routing.router.policies.learned import LearnedPolicy, judge_error_target
 from tandem.errors import InvalidInput
 
 
@@ -118,7 +118,7 @@ def test_rules_first_match_wins_and_budget_caps_people():
         view("med2", [("g", "A")], metadata={"domain": "medical"}),
         view("plain", [("g", "A"), ("p", "A")], metadata={"domain": "chat"}),
     ]
-    from routing.features import metadata_table
+    from routing.router.features import metadata_table
 
     table, meta = table_of(views), metadata_table(views)
     policy = policy_build(

@@ -5,8 +5,8 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from annotation.models import Item
-from routing import router, training
-from routing.router_models import ItemFeatures, RouterModel, RoutingBudget, RoutingDecision
+from routing.router import fitting, route
+from routing.router.models import ItemFeatures, RouterModel, RoutingBudget, RoutingDecision
 from tandem.errors import InvalidInput
 from tests.factories import ItemFactory, ProjectFactory
 
@@ -14,27 +14,25 @@ from .factories import item_with_labels
 
 
 def test_policy_set_validates_and_versions(project):
-    policy = router.routing_policy_set(project=project, name="all_human", budget_count=3)
+    policy = route.routing_policy_set(project=project, name="all_human", budget_count=3)
     assert policy.version == 1
     with pytest.raises(ValidationError) as info:
-        router.routing_policy_set(
+        route.routing_policy_set(
             project=project, name="rules", params={"rules": ["metadata.x === 1 -> human"]}
         )
     assert "rule 1: value" in str(info.value.message_dict["params"])
     with pytest.raises(ValidationError, match="fraction or as a count"):
-        router.routing_policy_set(project=project, budget_fraction=0.5)
+        route.routing_policy_set(project=project, budget_fraction=0.5)
     with pytest.raises(InvalidInput, match="name the routing policy"):
-        router.routing_policy_set(project=ProjectFactory(), budget_count=3)
-    again = router.routing_policy_set(project=project, name="random", params={"fraction": 0.5})
+        route.routing_policy_set(project=ProjectFactory(), budget_count=3)
+    again = route.routing_policy_set(project=project, name="random", params={"fraction": 0.5})
     assert (again.pk, again.version) == (policy.pk, 2)
 
 
 def test_route_records_decisions_and_never_exceeds_the_budget(project):
     items = [ItemFactory(project=project) for _ in range(6)]
-    router.routing_policy_set(
-        project=project, name="all_human", budget_count=4, calibration_share=0
-    )
-    result = router.project_route(project=project)
+    route.routing_policy_set(project=project, name="all_human", budget_count=4, calibration_share=0)
+    result = route.project_route(project=project)
     assert result.counts() == {"human": 4, "judge": 2, "both": 0}
     decisions = list(RoutingDecision.objects.filter(project=project).order_by("item_id"))
     assert [d.target for d in decisions] == ["human"] * 4 + ["judge"] * 2
@@ -49,34 +47,34 @@ def test_route_records_decisions_and_never_exceeds_the_budget(project):
     assert RoutingBudget.objects.get(project=project).spent == 4
     # Routed items are not routed twice; new items find the budget spent.
     ItemFactory(project=project)
-    assert router.project_route(project=project).counts() == {"human": 0, "judge": 1, "both": 0}
+    assert route.project_route(project=project).counts() == {"human": 0, "judge": 1, "both": 0}
     assert RoutingBudget.objects.get(project=project).spent == 4
 
 
 def test_no_policy_is_an_error(project):
     ItemFactory(project=project)
     with pytest.raises(InvalidInput, match="no routing policy"):
-        router.project_route(project=project)
+        route.project_route(project=project)
 
 
 def test_calibration_slice_goes_to_both_and_is_stable(project):
     items = [ItemFactory(project=project) for _ in range(40)]
-    router.routing_policy_set(
+    route.routing_policy_set(
         project=project, name="all_judge", budget_fraction=0.5, calibration_share=0.25
     )
-    router.project_route(project=project)
+    route.project_route(project=project)
     both = set(
         RoutingDecision.objects.filter(project=project, target="both").values_list(
             "item_id", flat=True
         )
     )
-    expected = {i.pk for i in items if router.is_calibration(i, 0.25)}
+    expected = {i.pk for i in items if route.is_calibration(i, 0.25)}
     assert both == expected and 3 <= len(both) <= 20
     assert all(d.calibration for d in RoutingDecision.objects.filter(item_id__in=both))
 
 
 def test_judge_first_then_explicit_reroute(project):
-    router.routing_policy_set(
+    route.routing_policy_set(
         project=project,
         name="judge_uncertainty",
         judges=["g", "p"],
@@ -86,7 +84,7 @@ def test_judge_first_then_explicit_reroute(project):
     )
     sure = ItemFactory(project=project)
     unsure = ItemFactory(project=project)
-    router.project_route(project=project)
+    route.project_route(project=project)
     first = RoutingDecision.objects.get(item=unsure)
     assert first.target == "judge" and "waiting for the judge" in first.reason
     # The judge answers: split orders on one item, a clear verdict on the other.
@@ -100,7 +98,7 @@ def test_judge_first_then_explicit_reroute(project):
         AnnotationFactory(
             item=sure, source="judge", judge="g", order=order, payload={"choice": "B"}
         )
-    result = router.items_reroute(project=project, item_ids=[sure.pk, unsure.pk])
+    result = route.items_reroute(project=project, item_ids=[sure.pk, unsure.pk])
     assert result.counts() == {"human": 1, "judge": 1, "both": 0}
     second = RoutingDecision.objects.get(item=unsure, superseded_by__isnull=True)
     assert second.kind == "reroute" and second.supersedes == first
@@ -113,7 +111,7 @@ def test_judge_first_then_explicit_reroute(project):
 
 
 def test_rules_route_by_metadata(project):
-    router.routing_policy_set(
+    route.routing_policy_set(
         project=project,
         name="rules",
         params={"rules": ["metadata.domain == 'medical' -> human"]},
@@ -122,7 +120,7 @@ def test_rules_route_by_metadata(project):
     )
     med = ItemFactory(project=project, metadata={"domain": "medical"})
     chat = ItemFactory(project=project, metadata={"domain": "chat"})
-    router.project_route(project=project)
+    route.project_route(project=project)
     assert Item.objects.get(pk=med.pk).route == "human"
     assert Item.objects.get(pk=chat.pk).route == "judge"
     assert "rule 1" in RoutingDecision.objects.get(item=med).reason
@@ -131,10 +129,8 @@ def test_rules_route_by_metadata(project):
 def test_dry_run_counts_without_writing(project):
     for _ in range(10):
         ItemFactory(project=project)
-    router.routing_policy_set(
-        project=project, name="all_judge", budget_count=3, calibration_share=0
-    )
-    out = router.routing_dry_run(project=project, name="all_human", params={})
+    route.routing_policy_set(project=project, name="all_judge", budget_count=3, calibration_share=0)
+    out = route.routing_dry_run(project=project, name="all_human", params={})
     assert out["targets"] == {"human": 3, "judge": 7, "both": 0}
     assert not RoutingDecision.objects.exists()
     assert not Item.objects.exclude(route="unrouted").exists()
@@ -143,7 +139,7 @@ def test_dry_run_counts_without_writing(project):
 def _learned_project(n=80):
     """A project where the judge is wrong exactly when the two judges disagree."""
     project = ProjectFactory()
-    router.routing_policy_set(
+    route.routing_policy_set(
         project=project,
         name="learned",
         judges=["g", "p"],
@@ -161,7 +157,7 @@ def _learned_project(n=80):
                 judges={"g": "A", "p": "B" if disagree else "A"},
             )
         )
-    router.project_route(project=project)  # every item is calibration: both
+    route.project_route(project=project)  # every item is calibration: both
     return project, items
 
 
@@ -170,17 +166,17 @@ def test_learned_model_trains_on_calibration_and_keeps_items_own_label_out(setti
     settings.TANDEM_ROUTER = {"min_training_items": 20, "retrain_every": 10, "folds": 4}
     # 150 items: with 80, the out-of-fold AUC swung from 0.81 to 0.96 with the ids' fold hashes.
     project, items = _learned_project(150)
-    assert training.router_model_retrain_due(project=project)
-    model = training.router_model_train(project=project)
+    assert fitting.router_model_retrain_due(project=project)
+    model = fitting.router_model_train(project=project)
     assert model.version == 1 and model.n_train == 150
     assert model.metrics["oof_auc"] > 0.9
     assert model.metrics["expected_agreement"]
-    built = router._policy_built(router.routing_policy_get(project=project))
+    built = route._policy_built(route.routing_policy_get(project=project))
     policy = built.policy
     assert built.model_version == 1
     # Every training item is scored only by the fold model that did not see it.
     assert set(policy.fold_by_key) == {i.pk for i in items}
-    table, _ = training.training_set(project=project, judges=["g", "p"])
+    table, _ = fitting.training_set(project=project, judges=["g", "p"])
     scores = policy.scores(table)
     for key in list(table.index)[:5]:
         (fold,) = policy.fold_by_key[key]
@@ -188,7 +184,7 @@ def test_learned_model_trains_on_calibration_and_keeps_items_own_label_out(setti
             table.loc[[key], policy.features_used].to_numpy()
         )[0, 1]
         assert scores[key] == pytest.approx(own)
-    expected = training.project_expected_agreement(project=project)
+    expected = fitting.project_expected_agreement(project=project)
     assert expected["budget"] == 0.5 and 0 <= expected["agreement"] <= 1
 
 
@@ -196,19 +192,19 @@ def test_learned_model_trains_on_calibration_and_keeps_items_own_label_out(setti
 def test_learned_routes_new_items_with_the_model(settings):
     settings.TANDEM_ROUTER = {"min_training_items": 20, "retrain_every": 10, "folds": 4}
     project, _ = _learned_project()
-    training.router_model_train(project=project)
-    policy = router.routing_policy_get(project=project)
+    fitting.router_model_train(project=project)
+    policy = route.routing_policy_get(project=project)
     policy.calibration_share = 0
     policy.budget_fraction = None
     policy.budget_count = 200
     policy.save()
     split = item_with_labels(project, judges={"g": "A", "p": "B"})
     agree = item_with_labels(project, judges={"g": "A", "p": "A"})
-    router.routing_policy_set(project=project, params={"repeats": 1, "seed": 0})
+    route.routing_policy_set(project=project, params={"repeats": 1, "seed": 0})
     # With budget for one, the item the model finds riskier goes to people.
-    policy = router.routing_policy_get(project=project)
+    policy = route.routing_policy_get(project=project)
     RoutingBudget.objects.filter(project=project).update(spent=199)
-    router.project_route(project=project, item_ids=[split.pk, agree.pk])
+    route.project_route(project=project, item_ids=[split.pk, agree.pk])
     decision = RoutingDecision.objects.get(item=split)
     assert decision.target == "human" and decision.model_version == 1
     assert "predicted chance the judge is wrong" in decision.reason
@@ -220,9 +216,7 @@ def test_learned_routes_new_items_with_the_model(settings):
 def test_concurrent_routing_never_exceeds_the_budget():
     project = ProjectFactory()
     items = [ItemFactory(project=project) for _ in range(30)]
-    router.routing_policy_set(
-        project=project, name="all_human", budget_count=7, calibration_share=0
-    )
+    route.routing_policy_set(project=project, name="all_human", budget_count=7, calibration_share=0)
     barrier = threading.Barrier(6)
     errors = []
 
@@ -232,8 +226,8 @@ def test_concurrent_routing_never_exceeds_the_budget():
         try:
             barrier.wait()
             for item in chunk:
-                router.item_route(item=item)
-            router.project_route(project=project)
+                route.item_route(item=item)
+            route.project_route(project=project)
         except Exception as exc:  # surfaced below
             errors.append(exc)
         finally:
@@ -255,8 +249,8 @@ def test_concurrent_routing_never_exceeds_the_budget():
 def test_router_model_versions_increase(settings):
     settings.TANDEM_ROUTER = {"min_training_items": 20, "retrain_every": 10, "folds": 4}
     project, _ = _learned_project(n=40)
-    first = training.router_model_train(project=project)
-    second = training.router_model_train(project=project)
+    first = fitting.router_model_train(project=project)
+    second = fitting.router_model_train(project=project)
     assert (first.version, second.version) == (1, 2)
     assert RouterModel.objects.filter(project=project).count() == 2
 

@@ -6,8 +6,8 @@ from decimal import Decimal
 import pytest
 
 from annotation.models import Annotation
-from routing.judge_models import JudgeItemResult, JudgeResponseCache, JudgeRun
 from routing.judges import services
+from routing.judges.models import JudgeItemResult, JudgeResponseCache, JudgeRun
 from routing.judges.runner import judge_run_execute, presentation_orders
 from tests.factories import ProjectFactory
 from tests.routing.conftest import make_items

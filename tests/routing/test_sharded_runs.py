@@ -14,8 +14,8 @@ import pytest
 from django.db import connection
 
 from annotation.models import Annotation
-from routing.judge_models import JudgeRun
 from routing.judges import services
+from routing.judges.models import JudgeRun
 from routing.judges.network import (
     Call,
     Finished,

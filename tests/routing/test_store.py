@@ -5,8 +5,8 @@ from django.db import connection
 from django.utils import timezone
 
 from annotation.models import Annotation
-from routing.judge_models import JudgeResponseCache
 from routing.judges import store
+from routing.judges.models import JudgeResponseCache
 from routing.judges.providers import JudgeResponse
 from routing.judges.runner import orders_count, presentation_orders
 from tests.routing.conftest import make_items

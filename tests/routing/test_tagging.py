@@ -1,4 +1,4 @@
-"""LLM tags (routing.tagging) through the real OpenAI and Anthropic SDKs against the fake server
+"""LLM tags (router.tagging) through the real OpenAI and Anthropic SDKs against the fake server
 on a real socket: stored, validated strictly, cached, turned into feature columns."""
 
 import json
@@ -9,10 +9,11 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from annotation.models import Item
-from routing import router, tagging, tasks
-from routing.judge_models import JudgeResponseCache
-from routing.router_models import ItemFeatures
-from routing.tag_schema import TAG_DOMAINS, TAG_KEYS
+from routing import tasks
+from routing.judges.models import JudgeResponseCache
+from routing.router import route, tagging
+from routing.router.models import ItemFeatures
+from routing.router.tag_schema import TAG_DOMAINS, TAG_KEYS
 from tandem.celery import app
 from tandem.errors import InvalidInput
 from tests.factories import ItemFactory, ProjectFactory
@@ -132,7 +133,7 @@ def test_an_invalid_answer_stores_nothing_and_is_reported(make_judge, project, l
     assert tags[PROMPTS[2]] == tags_for(PROMPTS[2])
     assert JudgeResponseCache.objects.count() == 1  # invalid answers are not cached
     # Their items carry no tag features at all.
-    table = router.item_features_get(items=router.items_loaded(project.items.all()), judges=[])
+    table = route.item_features_get(items=route.items_loaded(project.items.all()), judges=[])
     first = Item.objects.get(project=project, prompt=PROMPTS[0]).pk
     assert math.isnan(table.loc[first, "tag_complexity"])
 
@@ -177,12 +178,12 @@ def test_the_cache_answers_a_second_run_without_any_http_call(make_judge, projec
 def test_the_features_table_gets_the_tag_columns_and_stale_features_are_recomputed(
     make_judge, project
 ):
-    items = router.items_loaded(project.items.all())
-    before = router.item_features_get(items=items, judges=[])
+    items = route.items_loaded(project.items.all())
+    before = route.item_features_get(items=items, judges=[])
     assert before[[c for c in before.columns if c.startswith("tag_")]].isna().all().all()
 
     tagging.project_tag_items(project=project, judge=make_judge("openai"))
-    after = router.item_features_get(items=router.items_loaded(project.items.all()), judges=[])
+    after = route.item_features_get(items=route.items_loaded(project.items.all()), judges=[])
 
     by_prompt = {item.prompt: item.pk for item in items}
     code = after.loc[by_prompt[PROMPTS[0]]]
@@ -203,7 +204,7 @@ def test_the_policy_names_the_tagging_judge(make_judge, project):
     with pytest.raises(InvalidInput, match="no tagging judge"):
         tagging.project_tag_items(project=project)
     judge = make_judge("anthropic")
-    router.routing_policy_set(project=project, name="judge_uncertainty", tagging_judge=judge.name)
+    route.routing_policy_set(project=project, name="judge_uncertainty", tagging_judge=judge.name)
     assert tagging.project_tag_items(project=project).tagged == 3
 
 
@@ -211,7 +212,7 @@ def test_an_unknown_tagging_judge_is_refused(project):
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError, match="no judge named"):
-        router.routing_policy_set(project=project, name="all_judge", tagging_judge="nobody")
+        route.routing_policy_set(project=project, name="all_judge", tagging_judge="nobody")
 
 
 def test_command(make_judge, project, llm, capsys):

@@ -4,8 +4,8 @@ import pytest
 from django.test import Client
 
 from routing import tasks
-from routing.judge_models import JudgeRun
 from routing.judges import services
+from routing.judges.models import JudgeRun
 from tandem.celery import app
 from tests.routing.conftest import make_items
 

@@ -3,8 +3,8 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from routing.judge_models import OutputMode, Provider
 from routing.judges import services
+from routing.judges.models import OutputMode, Provider
 from tandem.errors import ApplicationError
 
 

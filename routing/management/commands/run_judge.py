@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.models import Project
-from routing.judge_models import JudgeRun
 from routing.judges import selectors, services
+from routing.judges.models import JudgeRun
 from routing.judges.runner import judge_run_execute
 from tandem.errors import ApplicationError
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from routing.simulation import rows_read, simulation_run
+from routing.router.simulation import rows_read, simulation_run
 from tandem.errors import ApplicationError
 
 
@@ -86,7 +86,7 @@ class Command(BaseCommand):
             opts["json_out"].parent.mkdir(parents=True, exist_ok=True)
             opts["json_out"].write_text(json.dumps(payload, indent=2) + "\n")
         if opts["plot"]:
-            from routing.plots import simulation_plot
+            from routing.router.plots import simulation_plot
 
             simulation_plot(runs, opts["plot"], title=opts["file"].name)
 

@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.models import Project
-from routing import tagging
 from routing.judges import selectors
+from routing.router import tagging
 from tandem.errors import ApplicationError
 
 

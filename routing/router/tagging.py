@@ -1,6 +1,6 @@
 """LLM tags of an item's prompt, as in *Hybrid Preferences* (Miranda et al., 2024): a judge tags
-each prompt with the schema of ``routing.tag_schema`` (domain, complexity, safety concern,
-open-endedness, format constraints), and ``routing.features`` turns the tags into columns.
+each prompt with the schema of ``routing.router.tag_schema`` (domain, complexity, safety concern,
+open-endedness, format constraints), and ``routing.router.features`` turns the tags into columns.
 
 - ``project_tag_items`` tags a project's items with the project's tagging judge (the active
   routing policy's ``tagging_judge``) or a judge named by the caller; ``items_tags_compute`` does
@@ -32,13 +32,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Item, Project
-from tandem.errors import InvalidInput
-
-from .judge_models import Judge
-from .judges.cache import cache_get_many, cache_key, cache_put_many
-from .judges.network import TokenBucket
-from .judges.prompts import render_conversation
-from .judges.providers import (
+from routing.judges.cache import cache_get_many, cache_key, cache_put_many
+from routing.judges.models import Judge
+from routing.judges.network import TokenBucket
+from routing.judges.prompts import render_conversation
+from routing.judges.providers import (
     JudgeCallError,
     JudgeClient,
     JudgeRequest,
@@ -48,9 +46,9 @@ from .judges.providers import (
     judge_api_key,
     resolve_output_mode,
 )
-from .judges.runner import call_cost
-from .router_models import RoutingPolicy
-from .tag_schema import (
+from routing.judges.runner import call_cost
+from routing.router.models import RoutingPolicy
+from routing.router.tag_schema import (
     TAG_DOMAIN_HELP,
     TAG_KEYS,
     TAG_SCHEMA_VERSION,
@@ -58,6 +56,7 @@ from .tag_schema import (
     TagsInvalid,
     tags_validate,
 )
+from tandem.errors import InvalidInput
 
 BATCH_SIZE = 200
 MAX_REPORTED_ERRORS = 50

@@ -14,10 +14,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from annotation import selectors as annotation_selectors
+from routing.judges import selectors, services
+from routing.judges.models import Judge, JudgeRun
 from tandem.errors import Forbidden
-
-from .judge_models import Judge, JudgeRun
-from .judges import selectors, services
 
 
 class JudgeSerializer(serializers.ModelSerializer):

@@ -2,7 +2,7 @@
 
 A rule is ``{"if": "<field> <op> <value>", "then": "human"|"judge"|"both"}`` or the same as text,
 ``"metadata.domain == 'medical' -> human"``. ``field`` is ``metadata.<key>`` or a feature name
-(``routing.features``); ``op`` is one of ``== != > >= < <= in contains``; ``value`` is a number,
+(``router.features``); ``op`` is one of ``== != > >= < <= in contains``; ``value`` is a number,
 quoted text, true/false/null or a list. Items that match no rule get ``default`` (judge).
 Rules that send an item to people spend the budget in rule order, then in item order; once it is
 spent, such items fall back to the judge and their reason says so.
@@ -15,9 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from routing.router.policies.base import BOTH, HUMAN, JUDGE, TARGETS, Policy, RoutePlan
 from tandem.errors import InvalidInput
-
-from .base import BOTH, HUMAN, JUDGE, TARGETS, Policy, RoutePlan
 
 _INVALID = object()
 OPS = ("==", "!=", ">=", "<=", ">", "<", "in", "contains")
@@ -133,7 +132,7 @@ class RulesPolicy(Policy):
         if default not in TARGETS:
             raise InvalidInput(f"rules: default {default!r} is not one of {', '.join(TARGETS)}")
         if known_features is None:
-            from routing.features import ItemView, item_features
+            from routing.router.features import ItemView, item_features
 
             known_features = set(
                 item_features(ItemView(key="x", prompt="", candidates=["", ""]), ["j", "k"])

@@ -6,8 +6,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from annotation.selectors import project_get_for_user
-
-from . import router, selectors, training
+from routing.router import fitting, route, selectors
 
 
 @login_required
@@ -16,9 +15,9 @@ def project_routing(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
     context = {
         "project": project,
-        "policy": router.routing_policy_get(project=project),
-        "budget": router.budget_state(project=project),
-        "expected": training.project_expected_agreement(project=project),
+        "policy": route.routing_policy_get(project=project),
+        "budget": route.budget_state(project=project),
+        "expected": fitting.project_expected_agreement(project=project),
         "routes": selectors.route_counts(project=project),
     }
     return render(request, "routing/project_routing.html", context)

@@ -27,11 +27,16 @@ import pandas as pd
 from annotation.readers import RowDecodeError, detect_format, read_rows
 from annotation.rows import ItemRow, RowError, RowOptions, parse_row
 from annotation.schema import LabelSchema, TaskType
+from routing.router.features import (
+    ItemView,
+    JudgeLabel,
+    features_table,
+    judge_verdict,
+    metadata_table,
+)
+from routing.router.policies import LearnedPolicy, Policy, policy_build
+from routing.router.policies.learned import judge_error_target
 from tandem.errors import InvalidInput
-
-from .features import ItemView, JudgeLabel, features_table, judge_verdict, metadata_table
-from .policies import LearnedPolicy, Policy, policy_build
-from .policies.learned import judge_error_target
 
 RANDOM_SEEDS = 20
 DECISIVE = ("A", "B")

@@ -2,8 +2,8 @@
 
 from django.contrib import admin
 
-from .judge_models import Judge, JudgeItemResult, JudgeRun
-from .judges import services
+from routing.judges import services
+from routing.judges.models import Judge, JudgeItemResult, JudgeRun
 
 LIMITS = [
     "max_concurrency",

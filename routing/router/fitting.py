@@ -13,15 +13,14 @@ import pandas as pd
 from django.db import transaction
 
 from annotation.models import Annotation, Item, Project
+from routing.router.config import RouterSettings
+from routing.router.features import FEATURE_VERSION
+from routing.router.models import RouterModel, RoutingDecision
+from routing.router.policies import LearnedPolicy
+from routing.router.policies.learned import judge_error_target
+from routing.router.route import item_features_get, item_row, items_loaded, routing_policy_get
+from routing.router.simulation import DECISIVE, sim_items, simulation_run
 from tandem.errors import InvalidInput
-
-from .config import RouterSettings
-from .features import FEATURE_VERSION
-from .policies import LearnedPolicy
-from .policies.learned import judge_error_target
-from .router import item_features_get, item_row, items_loaded, routing_policy_get
-from .router_models import RouterModel, RoutingDecision
-from .simulation import DECISIVE, sim_items, simulation_run
 
 
 def calibration_items(*, project: Project) -> list[Item]:

@@ -5,9 +5,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from routing.router.policies.base import Policy
 from tandem.errors import InvalidInput
-
-from .base import Policy
 
 
 class RandomPolicy(Policy):

@@ -71,9 +71,8 @@ class RoutingPolicy(models.Model):
         return f"{self.project_id}:{self.name} v{self.version}"
 
     def clean(self) -> None:
+        from routing.router.policies import policy_build
         from tandem.errors import InvalidInput
-
-        from .policies import policy_build
 
         errors: dict[str, str] = {}
         if self.budget_fraction is not None and self.budget_count is not None:
@@ -83,7 +82,7 @@ class RoutingPolicy(models.Model):
         ):
             errors["judges"] = "must be a list of judge names"
         if self.tagging_judge:
-            from .judge_models import Judge
+            from routing.judges.models import Judge
 
             if not Judge.objects.filter(name=self.tagging_judge).exists():
                 errors["tagging_judge"] = f"no judge named {self.tagging_judge!r}"

@@ -11,9 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.selectors import project_get_for_user
-
-from . import router, selectors, training
-from .router_models import RoutingDecision, RoutingPolicy
+from routing.router import fitting, route, selectors
+from routing.router.models import RoutingDecision, RoutingPolicy
 
 
 class PolicyInputSerializer(serializers.Serializer):
@@ -29,7 +28,7 @@ class PolicyInputSerializer(serializers.Serializer):
 class PolicyOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = RoutingPolicy
-        fields = ["id", *router.POLICY_FIELDS, "version", "updated_at"]
+        fields = ["id", *route.POLICY_FIELDS, "version", "updated_at"]
 
 
 class DryRunInputSerializer(serializers.Serializer):
@@ -59,11 +58,11 @@ class DecisionSerializer(serializers.ModelSerializer):
 
 
 def _policy_payload(project) -> dict:
-    policy = router.routing_policy_get(project=project)
+    policy = route.routing_policy_get(project=project)
     return {
         "policy": PolicyOutputSerializer(policy).data if policy else None,
-        "budget": router.budget_state(project=project),
-        "expected_agreement": training.project_expected_agreement(project=project),
+        "budget": route.budget_state(project=project),
+        "expected_agreement": fitting.project_expected_agreement(project=project),
         "routes": selectors.route_counts(project=project),
     }
 
@@ -81,7 +80,7 @@ class RoutingPolicyView(APIView):
         project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
         serializer = PolicyInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        router.routing_policy_set(project=project, **serializer.validated_data)
+        route.routing_policy_set(project=project, **serializer.validated_data)
         return Response(_policy_payload(project))
 
     patch = put
@@ -106,7 +105,7 @@ class RoutingDryRunView(APIView):
         project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
         serializer = DryRunInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        out = router.routing_dry_run(project=project, **serializer.validated_data)
+        out = route.routing_dry_run(project=project, **serializer.validated_data)
         return Response(out)
 
 
@@ -125,7 +124,7 @@ class RouteView(APIView):
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
-        result = router.project_route(project=project)
+        result = route.project_route(project=project)
         return Response({"routed": len(result.decisions), "targets": result.counts()})
 
 

@@ -6,9 +6,9 @@ Three groups (see docs/routing.md):
   word overlap between the candidates, embedding cosine similarity (optional: needs the
   ``embeddings`` extra), code / markdown / list presence, number of turns, share of non-ASCII
   letters, the prompt's language (``py3langid``: whether it is English and how sure);
-- LLM tags as in Hybrid Preferences (``routing.tag_schema``: domain, complexity, safety,
+- LLM tags as in Hybrid Preferences (``routing.router.tag_schema``: domain, complexity, safety,
   open-endedness, format constraints): read from ``metadata["tags"]``, where
-  ``routing.tagging`` stores them; all NaN when absent or not valid;
+  ``routing.router.tagging`` stores them; all NaN when absent or not valid;
 - judge signals, named by role so that a model carries over between datasets with other judges:
   the *primary* judge (the one whose label is used) and the *other* judges (second opinions).
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from .tag_schema import TAG_DOMAINS, TagsInvalid, tags_validate
+from routing.router.tag_schema import TAG_DOMAINS, TagsInvalid, tags_validate
 
 # 2: LLM tag columns (domain one-hot, complexity, flags) and the prompt's language.
 FEATURE_VERSION = "2"
@@ -227,7 +227,7 @@ def language_features(prompt: str) -> dict[str, float]:
 
 
 def tag_features(view: ItemView) -> dict[str, float]:
-    """The LLM tags in ``metadata["tags"]`` (``routing.tagging`` stores them) as numbers: the
+    """The LLM tags in ``metadata["tags"]`` (``routing.router.tagging`` stores them) as numbers: the
     domain one-hot, complexity 1-5, the flags 0/1. All NaN when absent or not valid."""
     raw = view.metadata.get("tags") if isinstance(view.metadata, dict) else None
     try:

@@ -3,7 +3,7 @@ highest to people.
 
 The model is scikit-learn's gradient boosting (``HistGradientBoostingClassifier`` with log loss, so
 its output is a probability; it takes missing features as they come, e.g. no confidence or no
-embedding) over the role-named features of ``routing.features``: a model fitted on one dataset
+embedding) over the role-named features of ``router.features``: a model fitted on one dataset
 (with its judges) applies to another. Out-of-fold AUC and Brier score are kept as its metrics.
 
 Honesty: the model is *cross-fitted*. Labelled items are split into ``folds`` by a hash of their
@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from routing.router.features import OTHER_JUDGE_FEATURES
+from routing.router.policies.base import Policy
+from routing.router.tag_schema import TAG_DOMAINS
 from tandem.errors import InvalidInput
-
-from ..features import OTHER_JUDGE_FEATURES
-from ..tag_schema import TAG_DOMAINS
-from .base import Policy
 
 # Generic features only: nothing named after a dataset, a judge or a metadata key.
 LEARNED_FEATURES = (

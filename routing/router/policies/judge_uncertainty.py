@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from routing.router.policies.base import Policy
 from tandem.errors import InvalidInput
-
-from .base import Policy
 
 INCONCLUSIVE, DISAGREE, CONFIDENCE, POSITION = 3.0, 1.0, 1.0, 0.5
 
@@ -35,7 +34,7 @@ class JudgeUncertaintyPolicy(Policy):
     ) -> None:
         super().__init__(**extra)
         if low_confidence is None:
-            from routing.config import RouterSettings
+            from routing.router.config import RouterSettings
 
             low_confidence = RouterSettings.load().low_confidence
         if isinstance(low_confidence, bool) or not isinstance(low_confidence, int | float):

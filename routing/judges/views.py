@@ -7,9 +7,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors as annotation_selectors
 from annotation.models import Annotation
+from routing.judges import selectors, services
 from tandem.errors import NotFound
-
-from .judges import selectors, services
 
 RECENT_VERDICTS = 5
 
@@ -26,7 +25,7 @@ def judge_run_list(request: HttpRequest, project_id: int) -> HttpResponse:
         "runs": runs.order_by("-id")[:100],
         "totals": selectors.project_judge_cost(project=project),
     }
-    return render(request, "routing/judge_run_list.html", context)
+    return render(request, "routing/judges/run_list.html", context)
 
 
 @login_required
@@ -39,7 +38,7 @@ def judge_run_detail(request: HttpRequest, project_id: int, run_id: int) -> Http
     run = selectors.judge_run_get_for_user(user=request.user, run_id=run_id, project=project)
     recent = Annotation.objects.filter(judge_run_id=run.pk).order_by("-id")[:RECENT_VERDICTS]
     context = {"project": project, "run": run, "recent": recent}
-    template = "routing/judge_run_detail.html"
+    template = "routing/judges/run_detail.html"
     if request.htmx:
         template += "#progress"
     return render(request, template, context)

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from .base import Policy
+from routing.router.policies.base import Policy
 
 
 class AllJudgePolicy(Policy):

@@ -28,9 +28,7 @@ from django.db.models import Prefetch
 
 from annotation.models import Annotation, Item, Project
 from annotation.rows import CandidateRow, ItemRow, LabelRow
-from tandem.errors import InvalidInput
-
-from .features import (
+from routing.router.features import (
     FEATURE_VERSION,
     ItemView,
     JudgeLabel,
@@ -40,15 +38,16 @@ from .features import (
     prompt_language,
     prompt_text,
 )
-from .policies import BOTH, HUMAN, JUDGE, Policy, policy_build
-from .policies.base import RoutePlan
-from .router_models import (
+from routing.router.models import (
     ItemFeatures,
     RouterModel,
     RoutingBudget,
     RoutingDecision,
     RoutingPolicy,
 )
+from routing.router.policies import BOTH, HUMAN, JUDGE, Policy, policy_build
+from routing.router.policies.base import RoutePlan
+from tandem.errors import InvalidInput
 
 JUDGE_FIRST = ("judge_uncertainty", "learned")
 POLICY_FIELDS = (

@@ -3,9 +3,8 @@
 from django.db.models import Count, QuerySet
 
 from annotation.models import Item, Project
+from routing.router.models import RoutingDecision
 from tandem.errors import NotFound
-
-from .router_models import RoutingDecision
 
 
 def item_get(*, project: Project, item_id: int | str) -> Item:

@@ -2,15 +2,14 @@
 
 from typing import Any
 
+from routing.router.policies.all_human import AllHumanPolicy
+from routing.router.policies.all_judge import AllJudgePolicy
+from routing.router.policies.base import BOTH, HUMAN, JUDGE, TARGETS, Policy, RoutePlan
+from routing.router.policies.judge_uncertainty import JudgeUncertaintyPolicy
+from routing.router.policies.learned import LearnedPolicy
+from routing.router.policies.random import RandomPolicy
+from routing.router.policies.rules import RulesPolicy
 from tandem.errors import InvalidInput
-
-from .all_human import AllHumanPolicy
-from .all_judge import AllJudgePolicy
-from .base import BOTH, HUMAN, JUDGE, TARGETS, Policy, RoutePlan
-from .judge_uncertainty import JudgeUncertaintyPolicy
-from .learned import LearnedPolicy
-from .random import RandomPolicy
-from .rules import RulesPolicy
 
 POLICIES: dict[str, type[Policy]] = {
     cls.name: cls

@@ -1,6 +1,6 @@
 """The interface every routing policy shares.
 
-A policy sees a feature table (one row per item, see ``routing.features``) and a human budget (how
+A policy sees a feature table (one row per item, see ``router.features``) and a human budget (how
 many items may still go to people) and returns a ``RoutePlan``: per item a target (``human``,
 ``judge`` or ``both``), a score (higher = a human label is worth more) and a reason in plain words.
 The simulation and the online router call the same ``route``.
