@@ -32,7 +32,7 @@ from django.utils import timezone
 from accounts.models import User
 from tandem.errors import Conflict, InvalidInput, NotFound
 
-from . import policies, selectors
+from . import policies
 from .models import HUMAN_ROUTES, Annotation, Assignment, Item, Membership, Project
 from .schema import letters
 from .signals import send_labels_added
@@ -121,15 +121,22 @@ def _pick(project: Project, user: User, *, gold: bool) -> Item | None:
 
 
 def assignment_next(
-    *, project: Project, user: User, rng: random.Random | None = None
+    *,
+    project: Project,
+    user: User,
+    access: policies.ProjectAccess | None = None,
+    rng: random.Random | None = None,
 ) -> Assignment | None:
     """Lease the next item to ``user``, or give back a lease they hold; None when nothing is left.
 
     At most ``project.max_open_leases`` live leases per person: at the limit the oldest one is
     returned again (a reload or a retried request does not burn items). Among new leases, a share
     ``project.gold_ratio`` (at random) comes from gold items when the person has any left.
+    ``access`` (the caller's, from ``selectors.project_access_get``) saves reading the role again.
     """
-    if not policies.can_annotate(user, project):
+    if access is None or access.user.pk != user.pk or access.project.pk != project.pk:
+        access = policies.project_access(user, project)
+    if not access.can_annotate:
         raise NotFound("No such project.")
     rng = rng or _rng
     now = timezone.now()
@@ -188,9 +195,8 @@ def _lease_for_update(assignment_id: int | str, user: User) -> Assignment:
         )
     except (Assignment.DoesNotExist, ValueError, TypeError):
         raise NotFound("No such task.") from None
-    assignment.project._member_role = assignment._member_role
-    selectors.remember_role(assignment.project, user)
-    if not policies.can_annotate(user, assignment.project):
+    role = policies.role_of(user, assignment._member_role)
+    if not policies.ProjectAccess(project=assignment.project, user=user, role=role).can_annotate:
         raise NotFound("No such task.")
     if assignment.annotator_id != user.pk:
         raise Conflict(

@@ -31,31 +31,34 @@ def project_list_for_user(*, user: User) -> QuerySet[Project]:
     return projects.filter(Exists(Membership.objects.filter(project=OuterRef("pk"), user=user)))
 
 
-def project_get_for_user(*, user: User, project_id: int | str, manage: bool = False) -> Project:
-    """The project if the user may see it, else NotFound (the same for missing and hidden).
+def project_access_get(
+    *, user: User, project_id: int | str, manage: bool = False
+) -> policies.ProjectAccess:
+    """The caller's access to a project they may see, else NotFound (the same for missing and
+    hidden). With ``manage``, a member who may see but not manage it gets Forbidden.
 
-    With ``manage``, a member who may see but not manage the project gets Forbidden. The
-    user's role is read in the same query, so the policies that follow ask none.
+    The role is read in the same query as the project, so the predicates that follow ask none.
     """
     projects = project_list_for_user(user=user).annotate(_member_role=_role_subquery(user))
     try:
         project = projects.get(pk=project_id)
-    except (Project.DoesNotExist, ValueError):
+    except (Project.DoesNotExist, ValueError, TypeError):
         raise NotFound("No such project.") from None
-    remember_role(project, user)
-    if manage and not policies.can_manage_project(user, project):
+    access = policies.ProjectAccess(
+        project=project, user=user, role=policies.role_of(user, project._member_role)
+    )
+    if manage and not access.can_manage:
         raise Forbidden("Only the project's managers may do this.")
-    return project
+    return access
+
+
+def project_get_for_user(*, user: User, project_id: int | str, manage: bool = False) -> Project:
+    """``project_access_get(...).project``, for callers that need no more than the project."""
+    return project_access_get(user=user, project_id=project_id, manage=manage).project
 
 
 def _role_subquery(user: User) -> Subquery:
     return Subquery(Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1])
-
-
-def remember_role(project: Project, user: User) -> None:
-    """Cache the role read with the project (``_member_role``), so policies ask no query."""
-    if hasattr(project, "_member_role") and not user.is_admin:
-        project._role_for = (user.pk, project._member_role)  # type: ignore[attr-defined]
 
 
 def item_list(*, project: Project) -> QuerySet[Item]:

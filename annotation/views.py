@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from tandem.errors import InvalidInput
 
-from . import policies, selectors
+from . import selectors
 from .import_jobs import import_job_create, import_job_state, upload_format
 from .models import Annotation, ImportJob
 from .rendering import render_markdown
@@ -27,12 +27,13 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = selectors.project_get_for_user(user=request.user, project_id=project_id)
+    access = selectors.project_access_get(user=request.user, project_id=project_id)
+    project = access.project
     counts = project.annotations.aggregate(
         human=Count("id", filter=Q(source=Annotation.Source.HUMAN)),
         judge=Count("id", filter=Q(source=Annotation.Source.JUDGE)),
     )
-    can_manage = policies.can_manage_project(request.user, project)
+    can_manage = access.can_manage
     jobs = []
     if can_manage:
         jobs = [import_job_state(j) for j in project.import_jobs.order_by("-id")[:3]]
@@ -41,7 +42,7 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         "n_items": project.items.count(),
         "counts": counts,
         "can_manage": can_manage,
-        "can_annotate": policies.can_annotate(request.user, project),
+        "can_annotate": access.can_annotate,
         "guidelines_html": render_markdown(project.guidelines),
         "annotators": selectors.annotator_progress(project=project) if can_manage else None,
         "jobs": jobs,

@@ -16,8 +16,9 @@ from django.views.decorators.http import require_GET, require_POST
 from tandem.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 from . import assignment as assignment_service
-from . import policies, selectors
-from .models import Assignment, Project
+from . import selectors
+from .models import Assignment
+from .policies import ProjectAccess
 from .rendering import NEAR_IDENTICAL, diff_html, render_markdown, similarity
 from .schema import LabelSchema, TaskType
 
@@ -29,11 +30,11 @@ SKIP_REASONS = (
 )
 
 
-def _project_for_annotator(request: HttpRequest, project_id: int) -> Project:
-    project = selectors.project_get_for_user(user=request.user, project_id=project_id)
-    if not policies.can_annotate(request.user, project):
+def _project_for_annotator(request: HttpRequest, project_id: int) -> ProjectAccess:
+    access = selectors.project_access_get(user=request.user, project_id=project_id)
+    if not access.can_annotate:
         raise Forbidden("This project is archived; it takes no more labels.")
-    return project
+    return access
 
 
 @dataclass
@@ -168,9 +169,10 @@ def task_context(lease: Assignment) -> dict[str, Any]:
 
 
 def _render_next(
-    request: HttpRequest, project: Project, notice: str = "", status: int = 200
+    request: HttpRequest, access: ProjectAccess, notice: str = "", status: int = 200
 ) -> HttpResponse:
-    lease = assignment_service.assignment_next(project=project, user=request.user)
+    project = access.project
+    lease = assignment_service.assignment_next(project=project, user=request.user, access=access)
     if lease is None:
         return render(
             request, f"{TEMPLATE}#done", {"project": project, "notice": notice}, status=status
@@ -184,7 +186,8 @@ def _render_next(
 @require_GET
 def workspace(request: HttpRequest, project_id: int) -> HttpResponse:
     """The page; its task area asks for work as soon as it loads."""
-    project = _project_for_annotator(request, project_id)
+    access = _project_for_annotator(request, project_id)
+    project = access.project
     context = {
         "project": project,
         "guidelines_html": render_markdown(project.guidelines),
@@ -196,14 +199,15 @@ def workspace(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def task_next(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = _project_for_annotator(request, project_id)
-    return _render_next(request, project)
+    access = _project_for_annotator(request, project_id)
+    return _render_next(request, access)
 
 
 @login_required
 @require_GET
 def progress(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = _project_for_annotator(request, project_id)
+    access = _project_for_annotator(request, project_id)
+    project = access.project
     context = {
         "project": project,
         "progress": selectors.workspace_progress(project=project, user=request.user),
@@ -220,7 +224,8 @@ def _time_spent(form: QueryDict) -> int | None:
 @require_POST
 def task_submit(request: HttpRequest, project_id: int, assignment_id: int) -> HttpResponse:
     """Record the label, then answer with the next task (HX-Trigger refreshes the progress)."""
-    project = _project_for_annotator(request, project_id)
+    access = _project_for_annotator(request, project_id)
+    project = access.project
     lease = Assignment.objects.filter(pk=assignment_id, project=project).only("order").first()
     if lease is None:
         raise NotFound("No such task.")
@@ -240,10 +245,10 @@ def task_submit(request: HttpRequest, project_id: int, assignment_id: int) -> Ht
         response["HX-Reswap"] = "innerHTML"
         return response
     except Conflict as exc:
-        response = _render_next(request, project, notice=exc.message)
+        response = _render_next(request, access, notice=exc.message)
         response["HX-Trigger"] = "tandem:submitted"
         return response
-    response = _render_next(request, project)
+    response = _render_next(request, access)
     response["HX-Trigger"] = "tandem:submitted"
     return response
 
@@ -251,7 +256,7 @@ def task_submit(request: HttpRequest, project_id: int, assignment_id: int) -> Ht
 @login_required
 @require_POST
 def task_skip(request: HttpRequest, project_id: int, assignment_id: int) -> HttpResponse:
-    project = _project_for_annotator(request, project_id)
+    access = _project_for_annotator(request, project_id)
     reason = request.POST.get("reason", "")
     if reason == "other":
         reason = request.POST.get("reason_text", "")
@@ -265,5 +270,5 @@ def task_skip(request: HttpRequest, project_id: int, assignment_id: int) -> Http
         response["HX-Reswap"] = "innerHTML"
         return response
     except Conflict as exc:
-        return _render_next(request, project, notice=exc.message)
-    return _render_next(request, project, notice="Skipped.")
+        return _render_next(request, access, notice=exc.message)
+    return _render_next(request, access, notice="Skipped.")

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from tandem.errors import Forbidden, InvalidInput
 
 from . import assignment as assignment_service
-from . import policies, selectors
+from . import selectors
 from .api import AnnotationSerializer
 from .models import Assignment
 
@@ -75,10 +75,12 @@ class NextTaskView(APIView):
     @extend_schema(request=None, responses={200: LeaseSerializer, 204: None})
     def post(self, request: Request, project_id: int) -> Response:
         """Lease the next task to the caller (or the one they already hold); 204: none left."""
-        project = selectors.project_get_for_user(user=request.user, project_id=project_id)
-        if not policies.can_annotate(request.user, project):
+        access = selectors.project_access_get(user=request.user, project_id=project_id)
+        if not access.can_annotate:
             raise Forbidden("This project is archived.")
-        lease = assignment_service.assignment_next(project=project, user=request.user)
+        lease = assignment_service.assignment_next(
+            project=access.project, user=request.user, access=access
+        )
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(lease_data(lease))

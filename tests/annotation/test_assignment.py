@@ -106,7 +106,6 @@ class TestNext:
         with pytest.raises(NotFound):
             assignment_next(project=project, user=outsider)
         project.archived = True
-        project._role_for = None
         with pytest.raises(NotFound):
             assignment_next(project=project, user=annotator)
 
