@@ -111,3 +111,13 @@ def test_nothing_reaches_outside_the_repository():
             if OUTSIDE.search(line):
                 offenders.append(f"{name}:{lineno}: {line.strip()}")
     assert not offenders, "paths outside the repository:\n" + "\n".join(offenders)
+
+
+def test_one_sanitiser():
+    """Untrusted text is cleaned in one place (annotation/rendering.py), by one allow-list."""
+    users = []
+    for package in ("tandem", "accounts", "annotation", "routing", "exports"):
+        for path in _sources(package):
+            if any(name == "nh3" or name.startswith("nh3.") for _, name in _imports(path)):
+                users.append(str(path.relative_to(ROOT)))
+    assert users == ["annotation/rendering.py"]
