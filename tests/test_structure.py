@@ -121,3 +121,20 @@ def test_one_sanitiser():
             if any(name == "nh3" or name.startswith("nh3.") for _, name in _imports(path)):
                 users.append(str(path.relative_to(ROOT)))
     assert users == ["annotation/rendering.py"]
+
+
+def test_one_llm_call_engine():
+    """Every LLM call leaves through the judges' engine: only network.py (the dispatcher) calls
+    the providers' retrying completion, and only engine.py builds dispatchers."""
+    callers, builders = [], []
+    for path in _sources("routing") + _sources("exports"):
+        text = path.read_text()
+        name = str(path.relative_to(ROOT))
+        if "complete_with_retries" in text and name != "routing/judges/providers.py":
+            callers.append(name)
+        if ("ThreadDispatcher(" in text or "ProcessDispatcher(" in text) and not name.endswith(
+            "network.py"
+        ):
+            builders.append(name)
+    assert callers == ["routing/judges/network.py"]
+    assert builders == ["routing/judges/engine.py"]

@@ -60,7 +60,9 @@ def _map_choice(value: Any, order: str) -> Any:
     return to_item_letter(value, order)
 
 
-def _load_json(text: str) -> dict[str, Any]:
+def load_json_answer(text: str) -> dict[str, Any]:
+    """A JSON object answer, bare or in a ``` fence; ParseError otherwise. Judges and tagging
+    read JSON answers through this one function."""
     match = FENCE.match(text)
     body = match.group(1) if match else text.strip()
     try:
@@ -121,10 +123,10 @@ def _structured(response: JudgeResponse, mode: str, task_type: str) -> dict[str,
             return _from_tags(response.text, task_type)
         except ParseError as tag_error:
             try:
-                return _load_json(response.text)
+                return load_json_answer(response.text)
             except ParseError:
                 raise tag_error from None
-    return _load_json(response.text)
+    return load_json_answer(response.text)
 
 
 def _to_item_letters(data: dict[str, Any], task_type: str, order: str) -> dict[str, Any]:

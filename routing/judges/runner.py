@@ -13,7 +13,6 @@ database, so a run killed at any point and resumed (``judge_run_execute`` again)
 stored and never writes a verdict twice.
 """
 
-import hashlib
 import logging
 import math
 import queue
@@ -23,10 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import partial
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, Count, DecimalField, Q, Sum
 from django.db.models.fields.json import KT
@@ -37,15 +34,14 @@ from annotation.models import Annotation, Item
 from annotation.schema import LabelSchema, TaskType, letters
 from routing.judges import parsing
 from routing.judges.cache import CacheEntry, cache_get_many, cache_key
+from routing.judges.engine import call_cost, dispatcher_for, estimate_tokens, prompt_sha256
 from routing.judges.models import Judge, JudgeItemResult, JudgeRun
 from routing.judges.network import (
     Call,
     Fatal,
     Finished,
-    Limits,
     ProcessDispatcher,
     ThreadDispatcher,
-    shards_for,
 )
 from routing.judges.prompts import output_schema, prompt_render
 from routing.judges.providers import (
@@ -54,7 +50,6 @@ from routing.judges.providers import (
     JudgeRequest,
     JudgeResponse,
     client_for_judge,
-    judge_api_key,
     resolve_output_mode,
 )
 from routing.judges.store import RunRef, Verdict, verdicts_store
@@ -65,7 +60,6 @@ MAX_STORED_ERRORS = 50
 FLUSH_EVERY_SECONDS = 0.5
 FLUSH_EVERY_RESULTS = 512
 CANCEL_CHECK_SECONDS = 0.5
-MILLION = Decimal(1_000_000)
 
 ClientFactory = Callable[[Judge], JudgeClient]
 ProgressCallback = Callable[[JudgeRun], None]
@@ -94,13 +88,6 @@ class Outcome:
     attempts: int = 0
     latency_ms: int = 0
     cached: bool = False
-
-
-def call_cost(tokens_in: int, tokens_out: int, judge: Judge) -> Decimal:
-    return (
-        Decimal(tokens_in) * judge.price_input_per_mtok
-        + Decimal(tokens_out) * judge.price_output_per_mtok
-    ) / MILLION
 
 
 def presentation_orders(
@@ -254,8 +241,8 @@ def judge_run_units(
                             model=judge.model,
                             request=request,
                         ),
-                        est_tokens=(len(system) + len(user)) // 4 + max_tokens,
-                        prompt_sha256=hashlib.sha256(f"{system}\x00{user}".encode()).hexdigest(),
+                        est_tokens=estimate_tokens(request, max_tokens=max_tokens),
+                        prompt_sha256=prompt_sha256(request),
                     )
                 )
                 seq += 1
@@ -575,44 +562,16 @@ def judge_run_execute(
         return _execute(run_id, client_factory, on_progress, shards)
 
 
-def _limits(run: JudgeRun) -> Limits:
-    judge = run.judge
-    return Limits(
-        max_concurrency=judge.max_concurrency,
-        requests_per_minute=float(judge.requests_per_minute or 0),
-        tokens_per_minute=float(judge.tokens_per_minute or 0),
-        max_attempts=judge.max_attempts,
-        backoff_base=float(getattr(settings, "TANDEM_JUDGE_BACKOFF_BASE", 0.5)),
-        backoff_max=float(getattr(settings, "TANDEM_JUDGE_BACKOFF_MAX", 30.0)),
-        price_input_per_mtok=float(judge.price_input_per_mtok),
-        price_output_per_mtok=float(judge.price_output_per_mtok),
-        cost_cap=None if run.cost_cap is None else float(run.cost_cap),
-    )
-
-
 def _dispatcher(
     run: JudgeRun, client_factory: ClientFactory, shards: int | None, cost_so_far: Decimal
 ) -> ThreadDispatcher | ProcessDispatcher:
     """Raises JudgeConfigError (e.g. the key's variable is unset) before anything starts."""
-    judge = run.judge
-    limits = _limits(run)
-    if shards is None:
-        shards = shards_for(judge.max_concurrency) if client_factory is client_for_judge else 1
-    shards = max(1, min(shards, judge.max_concurrency))
-    if shards == 1:
-        return ThreadDispatcher(
-            client=client_factory(judge),
-            limits=limits,
-            cost_so_far=float(cost_so_far),
-            name=judge.name,
-        )
-    judge_api_key(judge)  # a configuration error is reported here, not by each shard
-    return ProcessDispatcher(
-        make_client=partial(client_factory, judge),
-        limits=limits,
-        cost_so_far=float(cost_so_far),
+    return dispatcher_for(
+        run.judge,
+        client_factory=client_factory,
+        cost_so_far=cost_so_far,
+        cost_cap=run.cost_cap,
         shards=shards,
-        name=judge.name,
     )
 
 
@@ -802,7 +761,6 @@ def _drive(
 __all__ = [
     "Outcome",
     "Unit",
-    "call_cost",
     "judge_item_results_update",
     "judge_run_execute",
     "judge_run_size",

@@ -6,9 +6,9 @@ open-endedness, format constraints), and ``routing.router.features`` turns the t
   routing policy's ``tagging_judge``) or a judge named by the caller; ``items_tags_compute`` does
   one batch. Items already tagged by that judge under the current schema are skipped unless
   ``retag``.
-- Calls go through the judge's provider client (``routing.judges.providers``), many in flight on
-  an asyncio loop within the judge's ``max_concurrency`` and its requests / tokens per minute,
-  with the judges' retries of transient failures.
+- Calls go through the judges' one call engine (``routing.judges.engine``), as judge runs do:
+  many in flight within the judge's ``max_concurrency`` and its requests / tokens per minute,
+  the same retries of transient failures, cost meter, optional cost cap and stop flag.
 - The answer is validated strictly (``tag_schema.tags_validate``): an answer that does not
   follow the schema, or a refusal, stores nothing and is counted in the report, never guessed.
 - Valid answers are kept in the judges' response cache (key: provider, base URL, model, rendered
@@ -18,35 +18,30 @@ open-endedness, format constraints), and ``routing.router.features`` turns the t
   ``metadata["tags_source"]``: judge, model, schema version, tokens, cost, whether cached.
 """
 
-import asyncio
-import hashlib
-import json
-import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Item, Project
 from routing.judges.cache import cache_get_many, cache_key, cache_put_many
+from routing.judges.engine import call_cost, calls_complete, estimate_tokens, prompt_sha256
 from routing.judges.models import Judge
-from routing.judges.network import TokenBucket
+from routing.judges.network import Call, Result
+from routing.judges.parsing import ParseError, load_json_answer
 from routing.judges.prompts import render_conversation
 from routing.judges.providers import (
-    JudgeCallError,
     JudgeClient,
     JudgeRequest,
     JudgeResponse,
     client_for_judge,
-    complete_with_retries,
     judge_api_key,
     resolve_output_mode,
 )
-from routing.judges.runner import call_cost
 from routing.router.models import RoutingPolicy
 from routing.router.tag_schema import (
     TAG_DOMAIN_HELP,
@@ -60,7 +55,6 @@ from tandem.errors import InvalidInput
 
 BATCH_SIZE = 200
 MAX_REPORTED_ERRORS = 50
-FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 ClientFactory = Callable[[Judge], JudgeClient]
 
@@ -163,12 +157,10 @@ def tags_parse(response: JudgeResponse) -> dict[str, Any]:
         raise TagsInvalid(f"refused: {(response.refusal or response.finish_reason)[:200]}")
     data = response.structured
     if data is None:
-        match = FENCE.match(response.text or "")
-        body = match.group(1) if match else (response.text or "").strip()
         try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise TagsInvalid(f"not valid JSON: {exc}") from None
+            data = load_json_answer(response.text or "")
+        except ParseError as exc:
+            raise TagsInvalid(str(exc)) from None
     return tags_validate(data)
 
 
@@ -192,48 +184,35 @@ def item_is_tagged(item: Item, judge: Judge) -> bool:
     )
 
 
-async def _calls_run(
+def _calls_make(
     judge: Judge,
     calls: list[_Call],
     client_factory: ClientFactory,
     on_done: Callable[[], None],
+    stop: threading.Event | None,
+    cost_so_far: Decimal,
+    cost_cap: Decimal | None,
 ) -> None:
-    client = client_factory(judge)
-    semaphore = asyncio.Semaphore(judge.max_concurrency)
-    requests = TokenBucket(judge.requests_per_minute) if judge.requests_per_minute else None
-    tokens = TokenBucket(judge.tokens_per_minute) if judge.tokens_per_minute else None
-    base = float(getattr(settings, "TANDEM_JUDGE_BACKOFF_BASE", 0.5))
-    cap = float(getattr(settings, "TANDEM_JUDGE_BACKOFF_MAX", 30.0))
+    """Make the calls through the judges' engine; each call gets its answer or its error."""
 
-    async def limit(call: _Call) -> None:
-        if requests is not None:
-            await requests.acquire(1)
-        if tokens is not None:
-            await tokens.acquire(call.est_tokens)
-
-    async def one(call: _Call) -> None:
-        async with semaphore:
-            await limit(call)
-            try:
-                call.response, _ = await complete_with_retries(
-                    client,
-                    call.request,
-                    max_attempts=judge.max_attempts,
-                    backoff_base=base,
-                    backoff_max=cap,
-                    before_retry=lambda: limit(call),
-                )
-            except JudgeCallError as exc:
-                call.error = str(exc)
-        if tokens is not None and call.response is not None:
-            used = call.response.tokens_in + call.response.tokens_out
-            tokens.adjust(call.est_tokens - used)
+    def take(result: Result) -> None:
+        call = calls[result.seq]
+        call.response, call.error = result.response, result.error
         on_done()
 
-    try:
-        await asyncio.gather(*(one(call) for call in calls))
-    finally:
-        await client.aclose()
+    finished = calls_complete(
+        judge,
+        [Call(seq, call.request, call.est_tokens) for seq, call in enumerate(calls)],
+        on_result=take,
+        client_factory=client_factory,
+        stop=stop,
+        cost_so_far=cost_so_far,
+        cost_cap=cost_cap,
+    )
+    why = "stopped" if finished.stopped else "cost cap reached" if finished.capped else "not sent"
+    for call in calls:
+        if call.response is None and not call.error:
+            call.error = f"not sent: {why}"
 
 
 def items_tags_compute(
@@ -245,8 +224,14 @@ def items_tags_compute(
     use_cache: bool = True,
     client_factory: ClientFactory = client_for_judge,
     on_progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+    cost_cap: Decimal | None = None,
 ) -> TagReport:
-    """Tag one batch of items (calls run concurrently); store valid tags, count the rest."""
+    """Tag one batch of items (calls run concurrently); store valid tags, count the rest.
+
+    ``stop`` (set from another thread) and ``cost_cap`` (dollars, for the whole report so far)
+    end dispatching as they end a judge run's; items not sent are counted as failed.
+    """
     calls: list[_Call] = []
     max_tokens = int((judge.sampling or {}).get("max_tokens", 256))
     for item in items:
@@ -258,7 +243,7 @@ def items_tags_compute(
         key = cache_key(
             provider=judge.provider, base_url=judge.base_url, model=judge.model, request=request
         )
-        est = (len(request.system) + len(request.user)) // 4 + max_tokens
+        est = estimate_tokens(request, max_tokens=max_tokens)
         calls.append(_Call(item_id=item.pk, request=request, cache_key=key, est_tokens=est))
     if on_progress:
         on_progress(report)
@@ -276,7 +261,7 @@ def items_tags_compute(
             if on_progress:
                 on_progress(report)
 
-        asyncio.run(_calls_run(judge, to_call, client_factory, done))
+        _calls_make(judge, to_call, client_factory, done, stop, report.cost, cost_cap)
     _tags_store(judge, calls, report)
     if on_progress:
         on_progress(report)
@@ -319,9 +304,7 @@ def _tags_store(judge: Judge, calls: list[_Call], report: TagReport) -> None:
                 "tokens_out": 0 if call.cached else response.tokens_out,
                 "cost": str(cost),
                 "cached": call.cached,
-                "prompt_sha256": hashlib.sha256(
-                    f"{call.request.system}\x00{call.request.user}".encode()
-                ).hexdigest(),
+                "prompt_sha256": prompt_sha256(call.request),
                 "tagged_at": timezone.now().isoformat(),
             },
         )
@@ -345,6 +328,8 @@ def project_tag_items(
     client_factory: ClientFactory = client_for_judge,
     on_progress: ProgressCallback | None = None,
     batch_size: int = BATCH_SIZE,
+    stop: threading.Event | None = None,
+    cost_cap: Decimal | None = None,
 ) -> TagReport:
     """Tag the project's items (by default those not yet tagged by this judge), batch by batch.
 
@@ -368,5 +353,11 @@ def project_tag_items(
             use_cache=use_cache,
             client_factory=client_factory,
             on_progress=on_progress,
+            stop=stop,
+            cost_cap=cost_cap,
         )
+        if (stop is not None and stop.is_set()) or (
+            cost_cap is not None and report.cost >= cost_cap
+        ):
+            break
     return report

@@ -117,6 +117,26 @@ def test_calls_run_concurrently_within_the_judges_limit(make_judge, llm):
     assert 1 < llm.max_in_flight <= 3
 
 
+def test_tagging_shares_the_judge_runs_cost_cap_and_stop(make_judge, llm):
+    """One call engine: a cost cap or a stop ends tagging's dispatching as it ends a run's."""
+    import threading
+
+    project = ProjectFactory(task_type="pairwise")
+    for i in range(12):
+        ItemFactory(project=project, prompt=f"Write a haiku about the number {i}.")
+    judge = make_judge("openai", max_concurrency=1)
+
+    capped = tagging.project_tag_items(project=project, judge=judge, cost_cap=Decimal("1e-12"))
+    assert capped.tagged == 1 and capped.failed == 11  # the first answer passes the cap
+    assert capped.errors[-1]["error"] == "not sent: cost cap reached"
+    assert len(llm.requests) == 1
+
+    stop = threading.Event()
+    stop.set()
+    stopped = tagging.project_tag_items(project=project, judge=judge, stop=stop, retag=True)
+    assert stopped.tagged <= 1 and "stopped" in stopped.errors[-1]["error"]
+
+
 def test_an_invalid_answer_stores_nothing_and_is_reported(make_judge, project, llm):
     judge = make_judge("openai", max_concurrency=1)  # one at a time: faults hit items in order
     off_schema = tags_for(PROMPTS[0]) | {"domain": "cooking"}
