@@ -221,6 +221,10 @@ TANDEM_IMPORT_MAX_REPORTED_ERRORS = int(os.environ.get("TANDEM_IMPORT_MAX_REPORT
 TANDEM_JUDGE_BACKOFF_BASE = float(os.environ.get("TANDEM_JUDGE_BACKOFF_BASE", "0.5"))
 TANDEM_JUDGE_BACKOFF_MAX = float(os.environ.get("TANDEM_JUDGE_BACKOFF_MAX", "30"))
 
+# Jobs (judge runs, imports, exports, training): a running job whose worker has not beaten its
+# heartbeat for this long is taken as abandoned (its worker died) and may be resumed.
+TANDEM_JOB_STALE_SECONDS = int(os.environ.get("TANDEM_JOB_STALE_SECONDS", "60"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

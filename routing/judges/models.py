@@ -208,6 +208,12 @@ class JudgeRun(models.Model):
     errors = models.JSONField(default=list, blank=True, help_text="The last failures, newest last.")
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(default=0, help_text="Times a worker picked it up.")
+    heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Last sign of life of the worker executing it; a running run whose heartbeat is "
+        "older than TANDEM_JOB_STALE_SECONDS was left by a dead worker and may be resumed.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

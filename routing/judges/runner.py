@@ -21,9 +21,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, Count, DecimalField, Q, Sum
 from django.db.models.fields.json import KT
@@ -60,6 +62,10 @@ MAX_STORED_ERRORS = 50
 FLUSH_EVERY_SECONDS = 0.5
 FLUSH_EVERY_RESULTS = 512
 CANCEL_CHECK_SECONDS = 0.5
+HEARTBEAT_SECONDS = 5.0
+# How long a resumed run waits for the lock of a worker that just died: PostgreSQL frees a
+# session's advisory locks once it sees the client gone, which takes up to the query in flight.
+LOCK_WAIT_SECONDS = 20.0
 
 ClientFactory = Callable[[Judge], JudgeClient]
 ProgressCallback = Callable[[JudgeRun], None]
@@ -476,6 +482,7 @@ def _run_start(run_id: int) -> JudgeRun | None:
             run.save(update_fields=["status", "stop_reason", "finished_at"])
             return None
         run.status = JudgeRun.Status.RUNNING
+        run.heartbeat_at = timezone.now()
         run.started_at = run.started_at or timezone.now()
         run.attempts += 1
         run.failed = 0
@@ -484,6 +491,7 @@ def _run_start(run_id: int) -> JudgeRun | None:
         run.save(
             update_fields=[
                 "status",
+                "heartbeat_at",
                 "started_at",
                 "attempts",
                 "failed",
@@ -511,20 +519,35 @@ def _run_finish(run: JudgeRun, writer: _Writer, *, status: str, reason: str) -> 
 LOCK_NAMESPACE = 0x7A4D  # advisory lock namespace of judge runs
 
 
+def _stale_before() -> Any:
+    return timezone.now() - timedelta(seconds=settings.TANDEM_JOB_STALE_SECONDS)
+
+
 @contextmanager
-def _run_lock(run_id: int) -> Iterator[bool]:
-    """One executor per run: a PostgreSQL session advisory lock, released when this worker ends
-    the run or dies (its connection closes). A broker that delivers the task again while the
-    first worker is still at it (e.g. Redis' visibility timeout) gets False. Other databases
-    (the embedded SQLite shape, one worker) always get True.
+def _run_lock(run_id: int, *, wait: float = 0.0) -> Iterator[bool]:
+    """One executor per run.
+
+    PostgreSQL: a session advisory lock, released when this worker ends the run or dies (its
+    connection closes). While another session holds it, try again for up to ``wait`` seconds
+    (a worker killed a moment ago still holds it until the server notices), then give up:
+    False, the run is left to its live worker.
+
+    Other databases (the embedded SQLite shape): the run is claimed by its heartbeat, atomically:
+    a running run whose heartbeat is fresh belongs to a live worker (False); one whose heartbeat
+    is older than ``TANDEM_JOB_STALE_SECONDS`` was left by a dead worker and is taken over.
     """
     if connection.vendor != "postgresql":
-        yield True
+        yield judge_run_claim(run_id=run_id)
         return
     key = (LOCK_NAMESPACE, run_id & 0x7FFFFFFF)
+    deadline = time.monotonic() + wait
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
-        locked = cursor.fetchone()[0]
+        while True:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
+            locked = cursor.fetchone()[0]
+            if locked or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
     try:
         yield locked
     finally:
@@ -533,12 +556,46 @@ def _run_lock(run_id: int) -> Iterator[bool]:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
 
 
+def judge_run_claim(*, run_id: int) -> bool:
+    """Claim a run by its heartbeat, atomically (one UPDATE): True unless it is running with a
+    fresh heartbeat (a live worker has it). The lock of databases without advisory locks."""
+    claimed = (
+        JudgeRun.objects.filter(pk=run_id)
+        .filter(
+            ~Q(status=JudgeRun.Status.RUNNING)
+            | Q(heartbeat_at__isnull=True)
+            | Q(heartbeat_at__lt=_stale_before())
+        )
+        .update(heartbeat_at=timezone.now())
+    )
+    return bool(claimed)
+
+
+def judge_run_has_heartbeat(*, run_id: int) -> bool:
+    """Running, with a heartbeat fresher than TANDEM_JOB_STALE_SECONDS."""
+    return JudgeRun.objects.filter(
+        pk=run_id, status=JudgeRun.Status.RUNNING, heartbeat_at__gte=_stale_before()
+    ).exists()
+
+
 def judge_run_is_executing(*, run_id: int) -> bool:
-    """Whether a live worker holds the run (PostgreSQL; elsewhere: whether it says running)."""
+    """Whether a live worker holds the run: on PostgreSQL its session holds the run's lock;
+    elsewhere the run is running with a fresh heartbeat."""
     if connection.vendor != "postgresql":
-        return JudgeRun.objects.filter(pk=run_id, status=JudgeRun.Status.RUNNING).exists()
-    with _run_lock(run_id) as locked:
-        return not locked
+        return judge_run_has_heartbeat(run_id=run_id)
+    key = (LOCK_NAMESPACE, run_id & 0x7FFFFFFF)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
+        locked = cursor.fetchone()[0]
+        if locked:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+    return not locked
+
+
+def _lock_wait(run_id: int) -> float:
+    """Wait for the lock only when the run looks abandoned (running, no fresh heartbeat) or is
+    about to start: a live worker beats every few seconds and is left alone at once."""
+    return 0.0 if judge_run_has_heartbeat(run_id=run_id) else LOCK_WAIT_SECONDS
 
 
 def judge_run_execute(
@@ -555,7 +612,7 @@ def judge_run_execute(
     calls in flight, at most one per core, and more than one only for the SDK clients (a shard
     in another process builds its own client with ``client_factory``).
     """
-    with _run_lock(run_id) as locked:
+    with _run_lock(run_id, wait=_lock_wait(run_id)) as locked:
         if not locked:
             logger.info("judge run %s is being executed by another worker", run_id)
             return JudgeRun.objects.get(pk=run_id)
@@ -692,7 +749,7 @@ def _drive(
     results = dispatcher.results
     ended: list[Finished] = []
     batch: list[Outcome] = []
-    last_flush = last_check = time.monotonic()
+    last_flush = last_check = last_beat = time.monotonic()
 
     def send(units: list[Unit]) -> None:
         for unit in units:
@@ -752,6 +809,9 @@ def _drive(
             return Finished(
                 capped=any(f.capped for f in ended), stopped=any(f.stopped for f in ended)
             )
+        if now - last_beat >= HEARTBEAT_SECONDS:
+            last_beat = now
+            JudgeRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
         if not dispatcher.stop.is_set() and now - last_check >= CANCEL_CHECK_SECONDS:
             last_check = now
             if JudgeRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
