@@ -592,6 +592,23 @@ def judge_run_is_executing(*, run_id: int) -> bool:
     return not locked
 
 
+def judge_run_fail(*, run_id: int, reason: str) -> bool:
+    """End a run that its task could not carry (an unexpected error): ``incomplete`` with the
+    reason, resumable. A finished run, or one a live worker holds, is left alone. True if ended."""
+    if judge_run_is_executing(run_id=run_id):
+        return False
+    ended = (
+        JudgeRun.objects.filter(pk=run_id)
+        .exclude(status__in=JudgeRun.TERMINAL)
+        .update(
+            status=JudgeRun.Status.INCOMPLETE,
+            stop_reason=f"worker error: {reason}"[:1000],
+            finished_at=timezone.now(),
+        )
+    )
+    return bool(ended)
+
+
 def _lock_wait(run_id: int) -> float:
     """Wait for the lock only when the run looks abandoned (running, no fresh heartbeat) or is
     about to start: a live worker beats every few seconds and is left alone at once."""

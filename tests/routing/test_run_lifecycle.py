@@ -104,3 +104,21 @@ def test_a_live_workers_run_is_left_to_it_at_once(run, monkeypatch):
     thread.join()
     assert left.status == JudgeRun.Status.RUNNING
     assert time.monotonic() - started < 2
+
+
+def test_a_task_that_fails_ends_its_run_incomplete_with_the_reason(run, monkeypatch, settings):
+    """An unexpected error in the task (a bug, the database gone) never leaves 'running'."""
+    from routing.judges import tasks
+
+    def boom(**_):
+        JudgeRun.objects.filter(pk=run.pk).update(status=JudgeRun.Status.RUNNING)
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(tasks, "judge_run_execute_service", boom)
+    settings.CELERY_TASK_EAGER_PROPAGATES = False
+    result = tasks.judge_run_execute.apply(args=[run.pk])
+    assert result.failed()
+    run.refresh_from_db()
+    assert run.status == JudgeRun.Status.INCOMPLETE
+    assert run.stop_reason == "worker error: RuntimeError: disk on fire"
+    assert services.judge_run_resume(run=run, enqueue=False).status == JudgeRun.Status.PENDING
