@@ -22,7 +22,15 @@ from tandem.errors import Forbidden, InvalidInput
 from . import policies, selectors, services
 from .import_jobs import import_job_create, import_job_state, upload_format
 from .importer import ImportResult, items_import, items_import_file
-from .models import Annotation, Candidate, ImportJob, Item, Membership, Project
+from .models import (
+    Annotation,
+    Candidate,
+    ImportJob,
+    Item,
+    Membership,
+    MembershipChange,
+    Project,
+)
 from .readers import FORMATS
 
 
@@ -43,6 +51,17 @@ class MemberSerializer(serializers.Serializer):
     user_id = serializers.IntegerField(read_only=True)
     username = serializers.CharField()
     role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+class MemberChangeSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+    changed_by = serializers.CharField(
+        source="changed_by.username", default=None, read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = MembershipChange
+        fields = ["id", "user", "username", "old_role", "new_role", "changed_by", "created_at"]
 
 
 class CandidateSerializer(serializers.ModelSerializer):
@@ -209,7 +228,10 @@ class ProjectViewSet(
             if user is None:
                 raise InvalidInput("No such user.", details={"username": "unknown"})
             services.membership_set(
-                project=project, user=user, role=serializer.validated_data["role"]
+                project=project,
+                user=user,
+                role=serializer.validated_data["role"],
+                changed_by=request.user,
             )
         members = (
             Membership.objects.filter(project=project)
@@ -226,8 +248,16 @@ class ProjectViewSet(
     def remove_member(self, request: Request, pk: str, user_id: str) -> Response:
         project = selectors.project_get_for_user(user=request.user, project_id=pk, manage=True)
         user = get_object_or_404(User, pk=user_id)
-        services.membership_remove(project=project, user=user)
+        services.membership_remove(project=project, user=user, changed_by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses=MemberChangeSerializer(many=True))
+    @action(detail=True, methods=["get"], url_path="members/history")
+    def member_history(self, request: Request, pk: str) -> Response:
+        """Role changes on the project, oldest first: who, when, from what to what (managers)."""
+        project = selectors.project_get_for_user(user=request.user, project_id=pk, manage=True)
+        page = self.paginate_queryset(selectors.membership_change_list(project=project))
+        return self.get_paginated_response(MemberChangeSerializer(page, many=True).data)
 
     @extend_schema(responses=ItemSerializer(many=True))
     @action(detail=True, methods=["get"])

@@ -17,7 +17,21 @@ def project_role(user: User, project: Project) -> str | None:
     role = (
         Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
     )
+    role = capped_role(user, role)
     project._role_for = (user.pk, role)  # type: ignore[attr-defined]
+    return role
+
+
+def may_manage_projects(user: User) -> bool:
+    """Whether the user's site role allows a project's manager role (admins and managers)."""
+    return user.is_manager
+
+
+def capped_role(user: User, role: str | None) -> str | None:
+    """The project role as the site role allows it: a site annotator manages nothing, even if a
+    membership written before the cap (or an admin's later change of site role) says so."""
+    if role == Membership.Role.MANAGER and not may_manage_projects(user):
+        return Membership.Role.ANNOTATOR
     return role
 
 
