@@ -39,3 +39,25 @@ def test_weak_passwords_are_refused_on_every_path():
 
     with pytest.raises(CommandError, match="too short"):
         call_command("createuser", "weak", "--password", "a")
+
+
+@pytest.mark.django_db
+def test_admin_refuses_weak_passwords(client):
+    from accounts.models import User
+    from tests.factories import UserFactory
+
+    admin = UserFactory(role="admin", is_staff=True, is_superuser=True)
+    client.force_login(admin)
+    response = client.post(
+        "/admin/accounts/user/add/",
+        {"username": "newbie", "password1": "a", "password2": "a", "usable_password": "true"},
+    )
+    assert response.status_code == 200
+    assert b"too short" in response.content
+    assert not User.objects.filter(username="newbie").exists()
+    user = UserFactory()
+    response = client.post(
+        f"/admin/accounts/user/{user.pk}/password/",
+        {"password1": "123", "password2": "123", "usable_password": "true"},
+    )
+    assert response.status_code == 200 and b"too short" in response.content
