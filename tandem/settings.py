@@ -81,6 +81,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "tandem.middleware.QueryTextMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -173,9 +174,25 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "media/"
-# Bulk imports arrive as uploads; keep big ones on disk rather than in memory.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024
+# Bulk imports arrive as uploads; keep big ones on disk rather than in memory. A request body
+# that is not a file upload (a JSON body, form fields) is capped at DATA_UPLOAD_MAX_MEMORY_SIZE.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("TANDEM_MAX_BODY_BYTES", 50 * 1024 * 1024))
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "tandem.uploads.SizeLimitUploadHandler",  # stops an upload past TANDEM_MAX_UPLOAD_BYTES
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+TANDEM_MAX_UPLOAD_BYTES = int(os.environ.get("TANDEM_MAX_UPLOAD_BYTES", 1024**3))
+
+# Untrusted input limits (tandem/inputs.py): JSON nesting in API bodies and imported rows, text
+# sizes of what an item, a candidate and a label carry, rows in one JSON import request.
+TANDEM_MAX_JSON_DEPTH = int(os.environ.get("TANDEM_MAX_JSON_DEPTH", "32"))
+TANDEM_MAX_PROMPT_CHARS = int(os.environ.get("TANDEM_MAX_PROMPT_CHARS", "1000000"))
+TANDEM_MAX_CANDIDATE_CHARS = int(os.environ.get("TANDEM_MAX_CANDIDATE_CHARS", "1000000"))
+TANDEM_MAX_RATIONALE_CHARS = int(os.environ.get("TANDEM_MAX_RATIONALE_CHARS", "20000"))
+TANDEM_MAX_METADATA_BYTES = int(os.environ.get("TANDEM_MAX_METADATA_BYTES", "100000"))
+TANDEM_IMPORT_MAX_JSON_ROWS = int(os.environ.get("TANDEM_IMPORT_MAX_JSON_ROWS", "10000"))
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
@@ -222,6 +239,11 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "tandem.errors.api_exception_handler",
     "DEFAULT_FILTER_BACKENDS": [],
+    "DEFAULT_PARSER_CLASSES": [
+        "tandem.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     # Per-user (anonymous: per-address) request rates over the cache; see TANDEM_API_THROTTLE.
     "DEFAULT_THROTTLE_CLASSES": [
