@@ -126,3 +126,11 @@ def test_createuser_refuses_a_site_annotator_as_project_manager(project):
     assert Membership.objects.get(user__username="ann2").role == "annotator"
     with pytest.raises(CommandError, match="too short"):
         call("createuser", "weak", "--password", "a")
+
+
+@pytest.mark.django_db
+def test_import_items_reports_a_corrupt_parquet(tmp_path):
+    bad = tmp_path / "x.parquet"
+    bad.write_bytes(b"not parquet")
+    with pytest.raises(CommandError, match="not a readable Parquet file"):
+        call("import_items", "p", str(bad), "--create", "--task-type", "pairwise")
