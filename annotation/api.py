@@ -7,23 +7,33 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.generics import get_object_or_404
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import User
 from tandem.errors import Forbidden, InvalidInput
+from tandem.inputs import is_id
+from tandem.parsers import RowsJSONParser
 
 from . import policies, selectors, services
 from .import_jobs import import_job_create, import_job_state, upload_format
 from .importer import ImportResult, items_import, items_import_file
-from .models import Annotation, Candidate, ImportJob, Item, Membership, Project
-from .readers import FORMATS
+from .models import (
+    Annotation,
+    Candidate,
+    ImportJob,
+    Item,
+    Membership,
+    MembershipChange,
+    Project,
+)
+from .readers import FORMATS, UnreadableFile
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -43,6 +53,17 @@ class MemberSerializer(serializers.Serializer):
     user_id = serializers.IntegerField(read_only=True)
     username = serializers.CharField()
     role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+class MemberChangeSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+    changed_by = serializers.CharField(
+        source="changed_by.username", default=None, read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = MembershipChange
+        fields = ["id", "user", "username", "old_role", "new_role", "changed_by", "created_at"]
 
 
 class CandidateSerializer(serializers.ModelSerializer):
@@ -143,6 +164,12 @@ class ImportInputSerializer(serializers.Serializer):
     def validate(self, attrs):
         if ("file" in attrs) == ("rows" in attrs):
             raise serializers.ValidationError("send either a file or rows")
+        limit = settings.TANDEM_IMPORT_MAX_JSON_ROWS
+        if len(attrs.get("rows", ())) > limit:
+            raise serializers.ValidationError(
+                f"at most {limit} rows in one JSON request (TANDEM_IMPORT_MAX_JSON_ROWS); "
+                "send more as a file"
+            )
         return attrs
 
 
@@ -209,7 +236,10 @@ class ProjectViewSet(
             if user is None:
                 raise InvalidInput("No such user.", details={"username": "unknown"})
             services.membership_set(
-                project=project, user=user, role=serializer.validated_data["role"]
+                project=project,
+                user=user,
+                role=serializer.validated_data["role"],
+                changed_by=request.user,
             )
         members = (
             Membership.objects.filter(project=project)
@@ -226,8 +256,16 @@ class ProjectViewSet(
     def remove_member(self, request: Request, pk: str, user_id: str) -> Response:
         project = selectors.project_get_for_user(user=request.user, project_id=pk, manage=True)
         user = get_object_or_404(User, pk=user_id)
-        services.membership_remove(project=project, user=user)
+        services.membership_remove(project=project, user=user, changed_by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses=MemberChangeSerializer(many=True))
+    @action(detail=True, methods=["get"], url_path="members/history")
+    def member_history(self, request: Request, pk: str) -> Response:
+        """Role changes on the project, oldest first: who, when, from what to what (managers)."""
+        project = selectors.project_get_for_user(user=request.user, project_id=pk, manage=True)
+        page = self.paginate_queryset(selectors.membership_change_list(project=project))
+        return self.get_paginated_response(MemberChangeSerializer(page, many=True).data)
 
     @extend_schema(responses=ItemSerializer(many=True))
     @action(detail=True, methods=["get"])
@@ -250,7 +288,7 @@ class ProjectViewSet(
         detail=True,
         methods=["post"],
         url_path="items/import",
-        parser_classes=[MultiPartParser, FormParser, JSONParser],
+        parser_classes=[MultiPartParser, FormParser, RowsJSONParser],
     )
     def import_items(self, request: Request, pk: str) -> Response:
         """Bulk import (managers): a JSONL/CSV/Parquet file, or ``rows`` as JSON.
@@ -284,12 +322,18 @@ class ProjectViewSet(
 
 
 def _import_upload(project: Project, upload, fmt: str, options: dict) -> ImportResult:
-    # Parquet needs a seekable real file; spool every upload to disk so memory stays flat.
-    with tempfile.NamedTemporaryFile(suffix=f".{fmt}") as spool:
-        for chunk in upload.chunks():
-            spool.write(chunk)
-        spool.flush()
-        return items_import_file(project=project, source=Path(spool.name), fmt=fmt, **options)
+    try:
+        if hasattr(upload, "temporary_file_path"):  # streamed to disk by the upload handler
+            path = Path(upload.temporary_file_path())
+            return items_import_file(project=project, source=path, fmt=fmt, **options)
+        # Small uploads are in memory; Parquet needs a seekable real file.
+        with tempfile.NamedTemporaryFile(suffix=f".{fmt}") as spool:
+            for chunk in upload.chunks():
+                spool.write(chunk)
+            spool.flush()
+            return items_import_file(project=project, source=Path(spool.name), fmt=fmt, **options)
+    except UnreadableFile as exc:
+        raise InvalidInput(f"{upload.name}: {exc}", code="unreadable_file") from None
 
 
 @extend_schema(
@@ -321,8 +365,10 @@ class AnnotationViewSet(viewsets.ReadOnlyModelViewSet):
             "judge": params.get("judge"),
         }
         for name in ("project_id", "item_id"):
-            if filters[name] is not None and not filters[name].isdigit():
+            if filters[name] is not None and not is_id(filters[name]):
                 raise InvalidInput(f"{name.removesuffix('_id')} must be a number")
+        if filters["source"] is not None and filters["source"] not in ("human", "judge"):
+            raise InvalidInput("source must be human or judge")
         return queryset.filter(**{k: v for k, v in filters.items() if v is not None})
 
 
@@ -341,5 +387,5 @@ class ImportJobViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses=ImportJobSerializer)
     def retrieve(self, request: Request, pk: str) -> Response:
-        job = get_object_or_404(self.get_queryset(), pk=pk)
+        job = get_object_or_404(self.get_queryset(), pk=pk)  # DRF's: "abc" is a 404 too
         return Response(import_job_state(job))

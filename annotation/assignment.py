@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from tandem.errors import Conflict, InvalidInput, NotFound
+from tandem.inputs import text_problem
 
 from . import policies
 from .models import HUMAN_ROUTES, Annotation, Assignment, Item, Membership, Project
@@ -211,6 +212,8 @@ def _check_key(key: Any) -> str:
         raise InvalidInput("An idempotency_key (any unique text made by the client) is required.")
     if len(key) > MAX_KEY_LENGTH:
         raise InvalidInput(f"idempotency_key is longer than {MAX_KEY_LENGTH} characters.")
+    if problem := text_problem(key):
+        raise InvalidInput(f"idempotency_key {problem}.")
     return key
 
 
@@ -328,6 +331,8 @@ def assignment_skip(*, assignment_id: int | str, user: User, reason: Any) -> Ass
         raise InvalidInput("Say why you skip (a reason is required).")
     if len(reason) > MAX_SKIP_REASON:
         raise InvalidInput(f"A skip reason is at most {MAX_SKIP_REASON} characters.")
+    if problem := text_problem(reason):
+        raise InvalidInput(f"The skip reason {problem}.")
     now = timezone.now()
     with transaction.atomic():
         assignment = _lease_for_update(assignment_id, user)

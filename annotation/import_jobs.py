@@ -20,7 +20,7 @@ from tandem.errors import InvalidInput
 
 from .importer import items_import_file
 from .models import ImportJob, Project
-from .readers import count_rows, detect_format
+from .readers import UnreadableFile, count_rows, detect_format
 
 logger = logging.getLogger(__name__)
 PROGRESS_TTL = 24 * 3600
@@ -60,6 +60,11 @@ def import_job_create(
         )
         for chunk in chunks:
             out.write(chunk)
+    try:
+        total_rows = count_rows(path, fmt)  # also opens a Parquet file: a corrupt one stops here
+    except UnreadableFile as exc:
+        path.unlink(missing_ok=True)
+        raise InvalidInput(f"{name}: {exc}", code="unreadable_file") from None
     job = ImportJob.objects.create(
         project=project,
         created_by=user,
@@ -68,7 +73,7 @@ def import_job_create(
         format=fmt,
         partial=partial,
         preference_source=preference_source,
-        total_rows=count_rows(path, fmt),
+        total_rows=total_rows,
     )
     from .tasks import import_job_run  # tasks import this module
 

@@ -89,6 +89,35 @@ class Membership(models.Model):
         return f"{self.user_id}@{self.project_id}:{self.role}"
 
 
+class MembershipChange(models.Model):
+    """One change of someone's role on a project: who changed it, when, from what to what.
+
+    Append-only, written by ``services.membership_set`` / ``membership_remove`` in the transaction
+    that makes the change. An empty ``old_role`` is an addition, an empty ``new_role`` a removal.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="member_changes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty when a command or the system made the change.",
+    )
+    old_role = models.CharField(max_length=16, blank=True)
+    new_role = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["project", "id"], name="membership_change_project")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}@{self.project_id}: {self.old_role or '-'} -> {self.new_role or '-'}"
+
+
 # The routes (Item.Route values) whose items people label. The one place that says so: the
 # assignment service, the queue indexes and the progress counts all read it. ``unrouted`` is in so
 # that projects without a routing policy work; changing it needs a migration for the two pool

@@ -40,7 +40,7 @@ def role_of(user: User, member_role: str | None) -> str | None:
         return None
     if user.is_admin:
         return Membership.Role.MANAGER
-    return member_role
+    return capped_role(user, member_role)
 
 
 def project_access(user: User, project: Project) -> ProjectAccess:
@@ -53,6 +53,19 @@ def project_access(user: User, project: Project) -> ProjectAccess:
             .first()
         )
     return ProjectAccess(project=project, user=user, role=role_of(user, member_role))
+
+
+def may_manage_projects(user: User) -> bool:
+    """Whether the user's site role allows a project's manager role (admins and managers)."""
+    return user.is_manager
+
+
+def capped_role(user: User, role: str | None) -> str | None:
+    """The project role as the site role allows it: a site annotator manages nothing, even if a
+    membership written before the cap (or an admin's later change of site role) says so."""
+    if role == Membership.Role.MANAGER and not may_manage_projects(user):
+        return Membership.Role.ANNOTATOR
+    return role
 
 
 def can_create_project(user: User) -> bool:

@@ -26,6 +26,10 @@ _EXTENSIONS = {
 }
 
 
+class UnreadableFile(ValueError):
+    """The file as a whole cannot be read (a corrupt Parquet file); the message says why."""
+
+
 @dataclass(frozen=True)
 class RowDecodeError:
     message: str
@@ -48,9 +52,7 @@ def detect_format(name: str) -> str:
 def count_rows(path: Path, fmt: str) -> int | None:
     """A cheap row count for progress bars (lines for text formats, metadata for Parquet)."""
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows
+        return _parquet_file(path).metadata.num_rows
     with open(path, "rb") as handle:
         lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
     return max(lines - 1, 0) if fmt == "csv" else lines
@@ -113,11 +115,32 @@ def _read_csv(source: Path | IO[bytes]) -> Iterator[tuple[int, Row]]:
             handle.close()
 
 
-def _read_parquet(source: Path | IO[bytes]) -> Iterator[tuple[int, Row]]:
+def _parquet_file(source: Path | IO[bytes]):
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    try:
+        return pq.ParquetFile(source)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise UnreadableFile(f"not a readable Parquet file ({exc})") from None
+
+
+def _read_parquet(source: Path | IO[bytes]) -> Iterator[tuple[int, Row]]:
+    import pyarrow as pa
+
     row_no = 0
-    for batch in pq.ParquetFile(source).iter_batches(batch_size=5000):
-        for row in batch.to_pylist():
+    batches = _parquet_file(source).iter_batches(batch_size=5000)
+    while True:
+        try:
+            batch = next(batches, None)
+            rows = batch.to_pylist() if batch is not None else None
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            # A damaged page or text that is not UTF-8, past the rows read so far.
+            raise UnreadableFile(
+                f"not a readable Parquet file after row {row_no} ({exc})"
+            ) from None
+        if rows is None:
+            return
+        for row in rows:
             row_no += 1
             yield row_no, {k: v for k, v in row.items() if v is not None}

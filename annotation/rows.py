@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.core.exceptions import ValidationError
+
+from tandem.inputs import UnsafeInput, check_json, text_problem
 
 from .schema import PAIRWISE_CHOICES, THUMBS, LabelSchema, TaskType, validate_order
 
@@ -75,6 +78,25 @@ class ItemRow:
 
 
 @dataclass(frozen=True)
+class RowLimits:
+    """What one row may carry (settings TANDEM_MAX_*): nesting, and the size of its texts."""
+
+    max_depth: int = 32
+    prompt_chars: int = 1_000_000
+    candidate_chars: int = 1_000_000
+    metadata_bytes: int = 100_000
+
+    @classmethod
+    def from_settings(cls) -> "RowLimits":
+        return cls(
+            max_depth=settings.TANDEM_MAX_JSON_DEPTH,
+            prompt_chars=settings.TANDEM_MAX_PROMPT_CHARS,
+            candidate_chars=settings.TANDEM_MAX_CANDIDATE_CHARS,
+            metadata_bytes=settings.TANDEM_MAX_METADATA_BYTES,
+        )
+
+
+@dataclass(frozen=True)
 class RowOptions:
     """How rows map to a project. ``preference_source`` labels TRL's chosen/rejected."""
 
@@ -82,10 +104,12 @@ class RowOptions:
     schema: LabelSchema
     preference_source: str = "human"  # human | judge | none
     preference_annotator: str = "dataset"
+    limits: RowLimits = field(default_factory=RowLimits.from_settings)
 
 
 def parse_row(raw: dict[str, Any], options: RowOptions) -> ItemRow:
     """Normalise one row; raises RowError with a reason a person can act on."""
+    _check_raw(raw, options.limits)
     if "candidates" in raw or "responses" in raw:
         row = _parse_tandem(raw, options)
     elif "chosen" in raw or "rejected" in raw:
@@ -98,9 +122,35 @@ def parse_row(raw: dict[str, Any], options: RowOptions) -> ItemRow:
             "preference) or 'completion'/'label' (TRL unpaired)"
         )
     _check_candidate_count(len(row.candidates), options.task_type)
+    _check_sizes(row, options.limits)
     if row.gold is not None:
         row.gold = _parse_gold(row.gold, options, len(row.candidates))
     return row
+
+
+def _check_raw(raw: dict[str, Any], limits: RowLimits) -> None:
+    """No NUL, no lone surrogate, no nesting past the limit, anywhere in the row."""
+    try:
+        for key, value in raw.items():
+            if isinstance(key, str) and (problem := text_problem(key)):
+                raise RowError(f"a field name {problem}")
+            check_json(value, str(key), max_depth=limits.max_depth)
+    except UnsafeInput as exc:
+        raise RowError(str(exc)) from None
+
+
+def _check_sizes(row: ItemRow, limits: RowLimits) -> None:
+    prompt_chars = len(row.prompt) + sum(len(m["content"]) for m in row.messages or ())
+    if prompt_chars > limits.prompt_chars:
+        raise RowError(f"the prompt is longer than {limits.prompt_chars:,} characters")
+    for i, candidate in enumerate(row.candidates):
+        if len(candidate.text) > limits.candidate_chars:
+            raise RowError(f"candidates[{i}] is longer than {limits.candidate_chars:,} characters")
+    for name, value in [("metadata", row.metadata)] + [
+        (f"candidates[{i}].metadata", c.metadata) for i, c in enumerate(row.candidates)
+    ]:
+        if value and len(orjson.dumps(value)) > limits.metadata_bytes:
+            raise RowError(f"{name} is larger than {limits.metadata_bytes:,} bytes as JSON")
 
 
 def content_hash(prompt: str, messages: Any, candidates: list[CandidateRow]) -> str:
@@ -126,14 +176,23 @@ def _json_field(raw: dict[str, Any], name: str, default: Any = None) -> Any:
         stripped = value.lstrip()
         if stripped[:1] in ("[", "{"):
             try:
-                return orjson.loads(value)
+                return _checked(orjson.loads(value), name)
             except orjson.JSONDecodeError as exc:
                 raise RowError(f"{name}: not valid JSON ({exc})") from None
     if name == "prompt" and isinstance(value, str) and value.lstrip().startswith("[{"):
         try:
-            return orjson.loads(value)
+            return _checked(orjson.loads(value), name)
         except orjson.JSONDecodeError:
             return value
+    return value
+
+
+def _checked(value: Any, name: str) -> Any:
+    """JSON text inside a field (CSV) gets the same checks as the row itself."""
+    try:
+        check_json(value, name, max_depth=settings.TANDEM_MAX_JSON_DEPTH)
+    except UnsafeInput as exc:
+        raise RowError(str(exc)) from None
     return value
 
 

@@ -11,8 +11,11 @@ A label payload is plain JSON so that people, judges and imports share one shape
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+
+from tandem.inputs import UnsafeInput, check_text
 
 
 class TaskType(models.TextChoices):
@@ -61,6 +64,8 @@ class LabelSchema:
         if task_type not in TaskType.values:
             raise ValidationError({"task_type": f"unknown task type {task_type!r}"})
         base = cls.defaults(task_type)
+        if data is not None and not isinstance(data, dict):
+            raise ValidationError({"label_schema": ["must be an object"]})
         data = dict(data or {})
         errors: dict[str, str] = {}
 
@@ -204,6 +209,10 @@ class LabelSchema:
         rationale = payload.get("rationale") or ""
         if not isinstance(rationale, str):
             raise ValidationError("rationale must be text")
+        try:
+            check_text(rationale, "rationale", max_chars=settings.TANDEM_MAX_RATIONALE_CHARS)
+        except UnsafeInput as exc:
+            raise ValidationError(str(exc)) from None
         if strict and self.rationale == "required" and not rationale.strip():
             raise ValidationError("a rationale is required")
         if strict and self.rationale == "off" and rationale:
@@ -244,7 +253,7 @@ class LabelSchema:
             if len(group) > 1 and strict and not self.allow_tie:
                 raise ValidationError("this project does not allow ties in a ranking")
             for letter in group:
-                if letter not in expected:
+                if not isinstance(letter, str) or letter not in expected:
                     raise ValidationError(f"ranking names {letter!r}, not a candidate here")
                 if letter in seen:
                     raise ValidationError(f"ranking names {letter!r} twice")

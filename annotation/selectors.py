@@ -21,7 +21,16 @@ from accounts.models import User
 from tandem.errors import Forbidden, NotFound
 
 from . import policies
-from .models import HUMAN_ROUTES, Annotation, Assignment, ImportJob, Item, Membership, Project
+from .models import (
+    HUMAN_ROUTES,
+    Annotation,
+    Assignment,
+    ImportJob,
+    Item,
+    Membership,
+    MembershipChange,
+    Project,
+)
 
 
 def project_list_for_user(*, user: User) -> QuerySet[Project]:
@@ -69,6 +78,8 @@ def annotation_list_for_user(*, user: User) -> QuerySet[Annotation]:
     """Managers see every label of their projects; everyone sees their own."""
     if user.is_admin:
         return Annotation.objects.all()
+    if not policies.may_manage_projects(user):
+        return Annotation.objects.filter(annotator=user)
     managed = Membership.objects.filter(
         user=user, role=Membership.Role.MANAGER, project=OuterRef("project_id")
     )
@@ -169,6 +180,13 @@ def import_job_list_for_user(*, user: User) -> QuerySet[ImportJob]:
     """Import jobs of the projects the user manages."""
     if user.is_admin:
         return ImportJob.objects.all()
+    if not policies.may_manage_projects(user):
+        return ImportJob.objects.none()
     return ImportJob.objects.filter(
         project__memberships__user=user, project__memberships__role=Membership.Role.MANAGER
     )
+
+
+def membership_change_list(*, project: Project) -> QuerySet[MembershipChange]:
+    """The project's role changes, with the people named in them (keyset-paginated by id)."""
+    return MembershipChange.objects.filter(project=project).select_related("user", "changed_by")

@@ -5,8 +5,10 @@ from typing import Any
 from django.db import transaction
 
 from accounts.models import User
+from tandem.errors import InvalidInput
 
-from .models import Membership, Project
+from . import policies
+from .models import Membership, MembershipChange, Project
 from .schema import LabelSchema
 
 PROJECT_SETTINGS = (
@@ -58,13 +60,72 @@ def project_update(*, project: Project, **changes: Any) -> Project:
     return project
 
 
-def membership_set(*, project: Project, user: User, role: str) -> Membership:
-    """Add ``user`` to ``project`` with ``role``, or change their role there."""
-    membership, _ = Membership.objects.update_or_create(
-        project=project, user=user, defaults={"role": role}
-    )
+def membership_set(
+    *, project: Project, user: User, role: str, changed_by: User | None = None
+) -> Membership:
+    """Add ``user`` to ``project`` with ``role``, or change their role there.
+
+    The user's site role caps the project role (a site annotator is never a project manager),
+    and the project's last manager cannot be demoted. Every change is recorded.
+    """
+    if role not in Membership.Role.values:
+        raise InvalidInput(f"unknown project role {role!r}", details={"role": "unknown"})
+    if role == Membership.Role.MANAGER and not policies.may_manage_projects(user):
+        raise InvalidInput(
+            f"{user.username} is a site annotator and cannot be a project manager; "
+            "an admin must make them a site manager first.",
+            code="role_cap",
+            details={"role": "above the user's site role"},
+        )
+    with transaction.atomic():
+        old_role = _lock_roles(project, user)
+        if old_role == role:
+            return Membership.objects.get(project=project, user=user)
+        if old_role == Membership.Role.MANAGER:
+            _refuse_last_manager(project, user)
+        membership, _ = Membership.objects.update_or_create(
+            project=project, user=user, defaults={"role": role}
+        )
+        MembershipChange.objects.create(
+            project=project,
+            user=user,
+            changed_by=changed_by,
+            old_role=old_role or "",
+            new_role=role,
+        )
     return membership
 
 
-def membership_remove(*, project: Project, user: User) -> None:
-    Membership.objects.filter(project=project, user=user).delete()
+def membership_remove(*, project: Project, user: User, changed_by: User | None = None) -> None:
+    """Take ``user`` off ``project``; the project's last manager stays."""
+    with transaction.atomic():
+        old_role = _lock_roles(project, user)
+        if old_role is None:
+            return
+        if old_role == Membership.Role.MANAGER:
+            _refuse_last_manager(project, user)
+        Membership.objects.filter(project=project, user=user).delete()
+        MembershipChange.objects.create(
+            project=project, user=user, changed_by=changed_by, old_role=old_role, new_role=""
+        )
+
+
+def _lock_roles(project: Project, user: User) -> str | None:
+    """Lock the project row (role changes on one project run one at a time); the user's role."""
+    Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True).first()
+    return (
+        Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+    )
+
+
+def _refuse_last_manager(project: Project, user: User) -> None:
+    others = (
+        Membership.objects.filter(project=project, role=Membership.Role.MANAGER)
+        .exclude(user=user)
+        .exists()
+    )
+    if not others:
+        raise InvalidInput(
+            f"{user.username} is the project's last manager; make someone else a manager first.",
+            code="last_manager",
+        )

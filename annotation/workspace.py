@@ -86,7 +86,7 @@ def payload_from_form(form: QueryDict, *, schema: LabelSchema, order: str) -> di
         if side in ("L", "R"):
             payload["choice"] = _side_letter(side, order)
             if strength:
-                if not strength.isdigit():
+                if _whole_number(strength) is None:
                     raise InvalidInput("Unknown strength.")
                 payload["strength"] = int(strength)
         else:
@@ -215,9 +215,16 @@ def progress(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(request, f"{TEMPLATE}#progress", context)
 
 
+def _whole_number(value: str, digits: int = 9) -> int | None:
+    """``value`` as a whole number when it is one written in ASCII digits ("²" is a digit to
+    str.isdigit, not to int), small enough for the database; else None."""
+    if value.isascii() and value.isdigit() and len(value) <= digits:
+        return int(value)
+    return None
+
+
 def _time_spent(form: QueryDict) -> int | None:
-    value = form.get("time_spent_ms", "")
-    return int(value) if value.isdigit() else None
+    return _whole_number(form.get("time_spent_ms", ""))
 
 
 @login_required

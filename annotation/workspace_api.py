@@ -58,7 +58,7 @@ LeaseSerializer = inline_serializer(
 
 class SubmitInputSerializer(serializers.Serializer):
     idempotency_key = serializers.CharField(max_length=assignment_service.MAX_KEY_LENGTH)
-    time_spent_ms = serializers.IntegerField(min_value=0, required=False)
+    time_spent_ms = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
     choice = serializers.CharField(required=False, help_text="pairwise: A, B, tie or both_bad")
     strength = serializers.IntegerField(required=False)
     ranking = serializers.ListField(required=False, help_text="listwise: letters, best first")

@@ -10,6 +10,8 @@ from urllib.parse import urlparse, urlunparse
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+# Tandem refuses to start without a SECRET_KEY when DEBUG is off; the benchmarks' is throwaway.
+os.environ.setdefault("SECRET_KEY", "tandem-bench-only-" + "x" * 40)
 PYTHON = sys.executable
 
 

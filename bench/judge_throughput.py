@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tandem.settings")
+os.environ.setdefault("SECRET_KEY", "tandem-bench-only-" + "x" * 40)
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, int]:

@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tandem.settings")
+os.environ.setdefault("SECRET_KEY", "tandem-bench-only-" + "x" * 40)
 
 import django  # noqa: E402
 

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tandem")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tandem.settings")
+os.environ.setdefault("SECRET_KEY", "tandem-bench-only-" + "x" * 40)
 
 from common import fresh_database, machine  # noqa: E402  (bench/ is the script's directory)
 

@@ -56,6 +56,11 @@ def _payload(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": body}
 
 
+def error_body(exc: ApplicationError) -> dict[str, Any]:
+    """The API's error shape for ``exc`` (for answers made outside DRF, e.g. by middleware)."""
+    return _payload(exc.code, exc.message, exc.details)
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response(_payload(exc.code, exc.message, exc.details), status=exc.status_code)

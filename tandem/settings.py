@@ -6,9 +6,13 @@ command runs Tandem on a laptop. Production sets ``DATABASE_URL``, ``CELERY_BROK
 """
 
 import os
+import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TANDEM_VAR_DIR", BASE_DIR / "var"))
@@ -25,11 +29,30 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
 
 
+def secret_key(debug: bool) -> str:
+    """SECRET_KEY from the environment; else the embedded shape's key generated under var/ (made
+    on first use with DEBUG on, e.g. by ``make run``); else refuse to start: there is no public
+    fallback key."""
+    key = os.environ.get("SECRET_KEY", "").strip()
+    if key:
+        return key
+    key_file = VAR_DIR / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    if debug:
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(50)
+        key_file.touch(mode=0o600)
+        key_file.write_text(key)
+        return key
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set and DEBUG is off: set SECRET_KEY in the environment (e.g. "
+        "SECRET_KEY=$(openssl rand -hex 32)), or run with DEBUG=1 for a local key under var/."
+    )
+
+
 DEBUG = env_bool("DEBUG", False)
-# The fallback key is only for the embedded, local shape; production must set SECRET_KEY.
-SECRET_KEY = os.environ.get("SECRET_KEY", "tandem-insecure-local-only-key-change-me")
-if not DEBUG and "SECRET_KEY" not in os.environ and env_bool("TANDEM_REQUIRE_SECRET_KEY", False):
-    raise RuntimeError("SECRET_KEY must be set in the environment")
+SECRET_KEY = secret_key(DEBUG)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -45,6 +68,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "axes",
     "accounts",
     "annotation",
     "routing",
@@ -53,15 +77,19 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "tandem.middleware.QueryTextMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "tandem.middleware.ApplicationErrorMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tandem.urls"
@@ -106,9 +134,27 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Login throttling (django-axes) on every path that checks a password (/login/, /admin/login/):
+# LOGIN_FAILURE_LIMIT failures lock the client address and, separately, the username for
+# LOGIN_COOLOFF_MINUTES; a success resets the count. The address is REMOTE_ADDR (behind a proxy,
+# every client shares the proxy's: the username lock still holds).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("LOGIN_THROTTLE", True)
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -128,9 +174,25 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "media/"
-# Bulk imports arrive as uploads; keep big ones on disk rather than in memory.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024
+# Bulk imports arrive as uploads; keep big ones on disk rather than in memory. A request body
+# that is not a file upload (a JSON body, form fields) is capped at DATA_UPLOAD_MAX_MEMORY_SIZE.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("TANDEM_MAX_BODY_BYTES", 50 * 1024 * 1024))
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "tandem.uploads.SizeLimitUploadHandler",  # stops an upload past TANDEM_MAX_UPLOAD_BYTES
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+TANDEM_MAX_UPLOAD_BYTES = int(os.environ.get("TANDEM_MAX_UPLOAD_BYTES", 1024**3))
+
+# Untrusted input limits (tandem/inputs.py): JSON nesting in API bodies and imported rows, text
+# sizes of what an item, a candidate and a label carry, rows in one JSON import request.
+TANDEM_MAX_JSON_DEPTH = int(os.environ.get("TANDEM_MAX_JSON_DEPTH", "32"))
+TANDEM_MAX_PROMPT_CHARS = int(os.environ.get("TANDEM_MAX_PROMPT_CHARS", "1000000"))
+TANDEM_MAX_CANDIDATE_CHARS = int(os.environ.get("TANDEM_MAX_CANDIDATE_CHARS", "1000000"))
+TANDEM_MAX_RATIONALE_CHARS = int(os.environ.get("TANDEM_MAX_RATIONALE_CHARS", "20000"))
+TANDEM_MAX_METADATA_BYTES = int(os.environ.get("TANDEM_MAX_METADATA_BYTES", "100000"))
+TANDEM_IMPORT_MAX_JSON_ROWS = int(os.environ.get("TANDEM_IMPORT_MAX_JSON_ROWS", "10000"))
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
@@ -138,6 +200,33 @@ SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# SECURE_COOKIES means "served over HTTPS": also HSTS, the redirect to HTTPS, and trusting the
+# proxy's X-Forwarded-Proto (the proxy in front must set it, and strip it from clients).
+if SESSION_COOKIE_SECURE:
+    SECURE_HSTS_SECONDS = int(os.environ.get("HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", False)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # /healthz is probed over plain HTTP from inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Being on browsers' preload list is the operator's decision (HSTS_PRELOAD=1), not a default.
+    SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+# Content-Security-Policy: scripts only from our own static files (no inline script, no eval).
+# Inline styles stay allowed: htmx's indicator style and the API docs' pages use them.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF, "data:"],
+    "worker-src": [CSP.SELF, "blob:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -150,7 +239,24 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "tandem.errors.api_exception_handler",
     "DEFAULT_FILTER_BACKENDS": [],
+    "DEFAULT_PARSER_CLASSES": [
+        "tandem.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # Per-user (anonymous: per-address) request rates over the cache; see TANDEM_API_THROTTLE.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "tandem.throttling.UserThrottle",
+        "tandem.throttling.AnonThrottle",
+    ],
+    # Proxies in front that append to X-Forwarded-For (0: use REMOTE_ADDR).
+    "NUM_PROXIES": int(os.environ.get("TRUSTED_PROXY_COUNT", "0")) or None,
+}
+# API request rates, read at each request (so tests and operators can change them).
+TANDEM_API_THROTTLE = {
+    "user": os.environ.get("API_THROTTLE_USER", "3000/min"),
+    "anon": os.environ.get("API_THROTTLE_ANON", "120/min"),
 }
 
 SPECTACULAR_SETTINGS = {

@@ -16,7 +16,8 @@ from rest_framework.response import Response
 from annotation import selectors as annotation_selectors
 from routing.judges import selectors, services
 from routing.judges.models import Judge, JudgeRun
-from tandem.errors import Forbidden
+from tandem.errors import Forbidden, InvalidInput
+from tandem.inputs import is_id
 
 
 class JudgeSerializer(serializers.ModelSerializer):
@@ -132,7 +133,9 @@ class JudgeRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         runs = selectors.judge_run_list_for_user(user=self.request.user)
         project = self.request.query_params.get("project")
         if project is not None:
-            runs = runs.filter(project_id=project if project.isdigit() else -1)
+            if not is_id(project):
+                raise InvalidInput("project must be a number")
+            runs = runs.filter(project_id=project)
         return runs
 
     def get_object(self) -> JudgeRun:

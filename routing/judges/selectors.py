@@ -28,6 +28,8 @@ def judge_run_list_for_user(*, user: User) -> QuerySet[JudgeRun]:
     runs = JudgeRun.objects.select_related("judge", "project")
     if user.is_admin:
         return runs
+    if not user.is_manager:  # the site role caps the project role
+        return runs.none()
     managed = Membership.objects.filter(
         user=user, role=Membership.Role.MANAGER, project=OuterRef("project_id")
     )

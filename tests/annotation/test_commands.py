@@ -87,7 +87,16 @@ def test_createuser_prints_a_working_token_last(project):
 def test_createuser_refuses_unknown_projects_and_duplicates(project):
     with pytest.raises(CommandError, match="no such project: ghost"):
         call("createuser", "x", "--project", "ghost")
-    call("createuser", "boss", "--role", "manager", "--project", project.slug, "--password", "pw")
+    call(
+        "createuser",
+        "boss",
+        "--role",
+        "manager",
+        "--project",
+        project.slug,
+        "--password",
+        "correct-horse-battery",
+    )
     assert Membership.objects.get(user__username="boss").role == "manager"
     with pytest.raises(CommandError, match="already exists"):
         call("createuser", "boss")
@@ -108,3 +117,20 @@ def test_load_demo_is_idempotent_and_prints_logins(settings, tmp_path):
         "listwise",
         "thumbs",
     }
+
+
+@pytest.mark.django_db
+def test_createuser_refuses_a_site_annotator_as_project_manager(project):
+    """--role annotator never makes a project manager; a weak --password is refused."""
+    call("createuser", "ann2", "--role", "annotator", "--project", project.slug)
+    assert Membership.objects.get(user__username="ann2").role == "annotator"
+    with pytest.raises(CommandError, match="too short"):
+        call("createuser", "weak", "--password", "a")
+
+
+@pytest.mark.django_db
+def test_import_items_reports_a_corrupt_parquet(tmp_path):
+    bad = tmp_path / "x.parquet"
+    bad.write_bytes(b"not parquet")
+    with pytest.raises(CommandError, match="not a readable Parquet file"):
+        call("import_items", "p", str(bad), "--create", "--task-type", "pairwise")

@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from annotation.importer import items_import_file
 from annotation.models import Project
-from annotation.readers import FORMATS, count_rows, detect_format
+from annotation.readers import FORMATS, UnreadableFile, count_rows, detect_format
 from annotation.schema import TaskType
 from annotation.services import project_create
 
@@ -45,17 +45,20 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         project = self._project(options)
 
-        total = count_rows(path, fmt)
         show = not options["no_progress"]
-        with tqdm(total=total, unit="row", disable=not show, file=self.stderr._out) as bar:
-            result = items_import_file(
-                project=project,
-                source=path,
-                fmt=fmt,
-                partial=options["partial"],
-                preference_source=options["preference_source"],
-                on_progress=bar.update,
-            )
+        try:
+            total = count_rows(path, fmt)
+            with tqdm(total=total, unit="row", disable=not show, file=self.stderr._out) as bar:
+                result = items_import_file(
+                    project=project,
+                    source=path,
+                    fmt=fmt,
+                    partial=options["partial"],
+                    preference_source=options["preference_source"],
+                    on_progress=bar.update,
+                )
+        except UnreadableFile as exc:
+            raise CommandError(f"{path}: {exc}") from None
         for error in result.errors:
             self.stderr.write(f"{path}:{error.line}: {error.message}")
         if result.errors_truncated:
