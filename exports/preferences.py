@@ -32,9 +32,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
+import orjson
 from django.db import connection, transaction
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from annotation.models import Annotation, Item, Project
@@ -45,13 +48,13 @@ from .models import Preference
 
 LOCK_NAMESPACE = 0x7A50  # advisory lock namespace of preference recomputes
 WRITE_BATCH = 5000
+CHUNK_ITEMS = 20_000
 
 # Where each task type keeps its verdict in a label's payload.
 VERDICT_KEY = {TaskType.PAIRWISE: "choice", TaskType.LISTWISE: "ranking", TaskType.THUMBS: "thumb"}
 
 
-@dataclass(frozen=True)
-class Label:
+class Label(NamedTuple):
     """What aggregation needs from one annotation. ``verdict`` is hashable (a ranking is a
     tuple) and None when the label gave no answer (an unparsed judge output)."""
 
@@ -191,31 +194,43 @@ def policy_judges(*, project: Project) -> tuple[str, ...]:
 
 
 def labels_load(
-    *, project: Project, item_ids: Sequence[int] | None = None
+    *,
+    project: Project,
+    item_ids: Sequence[int] | None = None,
+    id_range: tuple[int, int] | None = None,
 ) -> dict[int, list[Label]]:
-    """The current (not superseded) labels of the items, grouped by item: one query."""
+    """The current (not superseded) labels of the items, grouped by item: one query.
+
+    The verdict and strength are read as text (``payload->>'choice'``): no JSON decoding per
+    row, except for rankings, which arrive as JSON text.
+    """
     key = VERDICT_KEY[project.task_type]
     rows = Annotation.objects.filter(project=project, superseded_by__isnull=True)
     if item_ids is not None:
         rows = rows.filter(item_id__in=item_ids)
-    rows = rows.order_by().values_list(
-        "item_id", "source", "judge", "order", f"payload__{key}", "payload__strength", "confidence"
+    if id_range is not None:
+        rows = rows.filter(item_id__gte=id_range[0], item_id__lte=id_range[1])
+    rows = (
+        rows.order_by()
+        .annotate(_verdict=KT(f"payload__{key}"), _strength=KT("payload__strength"))
+        .values_list("item_id", "source", "judge", "order", "_verdict", "_strength", "confidence")
     )
+    ranking = key == "ranking"
     grouped: dict[int, list[Label]] = defaultdict(list)
     for item_id, source, judge, order, verdict, strength, confidence in rows.iterator(
         chunk_size=10_000
     ):
-        grouped[item_id].append(
-            Label(
-                source=source,
-                judge=judge,
-                order=order,
-                verdict=_hashable(verdict),
-                strength=strength if isinstance(strength, int | float) else None,
-                confidence=confidence,
-            )
-        )
+        if ranking and verdict is not None:
+            verdict = _hashable(orjson.loads(verdict))
+        grouped[item_id].append(Label(source, judge, order, verdict, _number(strength), confidence))
     return grouped
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 _FIELDS = (
@@ -247,8 +262,9 @@ def preferences_recompute(
 ) -> RecomputeResult:
     """Recompute the preferences of the items (None: every item of the project).
 
-    Set-based: one query for the items, one for their labels, one for the stored preferences,
-    then an upsert (``INSERT ... ON CONFLICT (item_id) DO UPDATE``) of the rows that changed.
+    Set-based, in chunks of ``CHUNK_ITEMS`` items (memory stays flat as projects grow): per
+    chunk one query for the labels, one for the stored preferences, then an upsert
+    (``INSERT ... ON CONFLICT (item_id) DO UPDATE``) of the rows that changed.
     """
     resolve = METHODS[method]
     ids = None if item_ids is None else sorted(set(item_ids))
@@ -263,49 +279,65 @@ def preferences_recompute(
             overlap=project.overlap,
             judge_order=policy_judges(project=project),
         )
-        labels = labels_load(project=project, item_ids=ids)
-        stored = Preference.objects.filter(project=project)
-        if ids is not None:
-            stored = stored.filter(item_id__in=ids)
-        before = {
-            row[0]: row[1:]
-            for row in stored.values_list("item_id", *_FIELDS, "resolved_at").iterator(
-                chunk_size=10_000
-            )
-        }
         now = timezone.now()
-        changed: list[Preference] = []
-        resolved = 0
-        for item_id in item_list:
-            row = _preference_row(labels.get(item_id, ()), ctx, resolve, method)
-            resolved += row["choice"] is not None
-            old = before.get(item_id)
-            values = tuple(row[f] for f in _FIELDS)
-            if old is not None and old[:-1] == values:
-                continue
-            if row["choice"] is None:
-                resolved_at = None
-            elif old is not None and old[0] == row["choice"] and old[-1] is not None:
-                resolved_at = old[-1]  # the same choice: resolved when it was first reached
-            else:
-                resolved_at = now
-            changed.append(
-                Preference(
-                    item_id=item_id,
-                    project=project,
-                    resolved_at=resolved_at,
-                    updated_at=now,
-                    **row,
-                )
+        written = resolved = 0
+        for start in range(0, len(item_list), CHUNK_ITEMS):
+            chunk = item_list[start : start + CHUNK_ITEMS]
+            changed, chunk_resolved = _chunk_rows(
+                project,
+                chunk,
+                named=ids is not None,
+                ctx=ctx,
+                resolve=resolve,
+                method=method,
+                now=now,
             )
-        for start in range(0, len(changed), WRITE_BATCH):
-            Preference.objects.bulk_create(
-                changed[start : start + WRITE_BATCH],
-                update_conflicts=True,
-                unique_fields=["item"],
-                update_fields=[*_FIELDS, "resolved_at", "updated_at"],
-            )
-    return RecomputeResult(items=len(item_list), written=len(changed), resolved=resolved)
+            _upsert(changed)
+            written += len(changed)
+            resolved += chunk_resolved
+    return RecomputeResult(items=len(item_list), written=written, resolved=resolved)
+
+
+def _chunk_rows(
+    project: Project,
+    chunk: list[int],
+    *,
+    named: bool,
+    ctx: Context,
+    resolve: Method,
+    method: str,
+    now: datetime,
+) -> tuple[list[tuple], int]:
+    """The rows of the chunk's items that changed (``_COLUMNS`` order), and how many resolve.
+
+    ``named``: the caller named the items (read them by id); else the chunk is a run of the
+    project's items, read by id range."""
+    if named:
+        labels = labels_load(project=project, item_ids=chunk)
+        stored = Preference.objects.filter(project=project, item_id__in=chunk)
+    else:
+        labels = labels_load(project=project, id_range=(chunk[0], chunk[-1]))
+        stored = Preference.objects.filter(
+            project=project, item_id__gte=chunk[0], item_id__lte=chunk[-1]
+        )
+    before = {row[0]: row[1:] for row in stored.values_list("item_id", *_FIELDS, "resolved_at")}
+    changed: list[tuple] = []
+    resolved = 0
+    for item_id in chunk:
+        row = _preference_row(labels.get(item_id, ()), ctx, resolve, method)
+        resolved += row["choice"] is not None
+        old = before.get(item_id)
+        values = tuple(row[f] for f in _FIELDS)
+        if old is not None and old[:-1] == values:
+            continue
+        if row["choice"] is None:
+            resolved_at = None
+        elif old is not None and old[0] == row["choice"] and old[-1] is not None:
+            resolved_at = old[-1]  # the same choice: resolved when it was first reached
+        else:
+            resolved_at = now
+        changed.append((item_id, project.pk, *values, resolved_at, now))
+    return changed, resolved
 
 
 def _preference_row(
@@ -332,3 +364,51 @@ def _lock(project: Project) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, project.pk])
+
+
+_COLUMNS = ("item_id", "project_id", *_FIELDS, "resolved_at", "updated_at")
+_STAGE = "tandem_stage_preference"
+
+
+def _upsert(rows: list[tuple]) -> None:
+    """Insert or update the rows (``_COLUMNS`` order): ``INSERT ... ON CONFLICT (item_id) DO
+    UPDATE``, fed by COPY through a staging table on PostgreSQL."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        _upsert_orm(rows)
+        return
+    table = connection.ops.quote_name(Preference._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
+    choice_at = _COLUMNS.index("choice")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} "
+            f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        with cursor.cursor.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                choice = row[choice_at]
+                if choice is not None:
+                    row = (*row[:choice_at], orjson.dumps(choice).decode(), *row[choice_at + 1 :])
+                copy.write_row(row)
+        updates = ", ".join(
+            f"{connection.ops.quote_name(c)} = EXCLUDED.{connection.ops.quote_name(c)}"
+            for c in _COLUMNS[2:]
+        )
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {_STAGE} "
+            f"ON CONFLICT (item_id) DO UPDATE SET {updates}"
+        )
+        cursor.execute(f"TRUNCATE {_STAGE}")
+
+
+def _upsert_orm(rows: list[tuple]) -> None:
+    objects = [Preference(**dict(zip(_COLUMNS, row, strict=True))) for row in rows]
+    for start in range(0, len(objects), WRITE_BATCH):
+        Preference.objects.bulk_create(
+            objects[start : start + WRITE_BATCH],
+            update_conflicts=True,
+            unique_fields=["item"],
+            update_fields=list(_COLUMNS[2:]),
+        )

@@ -184,8 +184,9 @@ def test_recompute_of_a_project_costs_a_fixed_number_of_queries(three):
         )
     with CaptureQueriesContext(connection) as queries:
         recompute(three)
-    # savepoint, lock, items, policy, labels, stored rows, one upsert, release
-    assert len(queries) <= 9
+    # savepoint, lock, items, policy, labels, stored rows, upsert (stage, insert, truncate),
+    # release
+    assert len(queries) <= 11
     assert Preference.objects.filter(project=three, choice="A").count() == 30
 
 
@@ -314,3 +315,15 @@ def test_api_query_count_does_not_grow_with_rows(
     with django_assert_max_num_queries(4):  # token, project + role, page
         response = client.get(url(project))
     assert response.status_code == 200 and len(response.json()["results"]) == 40
+
+
+def test_a_project_is_recomputed_chunk_by_chunk(three, monkeypatch):
+    from exports import preferences
+
+    monkeypatch.setattr(preferences, "CHUNK_ITEMS", 2)
+    items = [item_with_labels(three, humans=["B", "B", "A"]) for _ in range(5)]
+    ItemFactory(project=ProjectFactory())  # another project's item between the ids
+    items.append(item_with_labels(three, humans=["A", "A", "A"]))
+    result = recompute(three)
+    assert result.items == 6 and result.written == 6 and result.resolved == 6
+    assert [pref(i).choice for i in items] == ["B"] * 5 + ["A"]
