@@ -177,11 +177,12 @@ def provenance_of(n_human: int, n_judge: int) -> str:
 
 
 def _hashable(verdict: Any) -> Any:
-    return tuple(verdict) if isinstance(verdict, list) else verdict
+    """Rankings (lists, with nested lists for tied tiers) as tuples, so votes can be counted."""
+    return tuple(_hashable(v) for v in verdict) if isinstance(verdict, list) else verdict
 
 
 def _unhashable(choice: Any) -> Any:
-    return list(choice) if isinstance(choice, tuple) else choice
+    return [_unhashable(v) for v in choice] if isinstance(choice, tuple) else choice
 
 
 def policy_judges(*, project: Project) -> tuple[str, ...]:

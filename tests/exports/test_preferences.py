@@ -166,8 +166,14 @@ def test_listwise_and_thumbs_majorities():
         AnnotationFactory(item=ranked, external_annotator=f"h{i}", payload={"ranking": ranking})
     for i, ranking in enumerate([["B", "A", "C"], ["A", "B", "C"], ["C", "B", "A"]]):
         AnnotationFactory(item=split, external_annotator=f"h{i}", payload={"ranking": ranking})
+    tied = ItemFactory(project=listwise)  # a nested list is a tied tier
+    for i in range(3):
+        AnnotationFactory(
+            item=tied, external_annotator=f"h{i}", payload={"ranking": ["C", ["A", "B"]]}
+        )
     recompute(listwise)
     assert pref(ranked).choice == ["B", "A", "C"] and pref(split).choice is None
+    assert pref(tied).choice == ["C", ["A", "B"]] and pref(tied).agreement == 1.0
 
     thumbs = ProjectFactory(task_type="thumbs", overlap=3)
     item = ItemFactory(project=thumbs)
