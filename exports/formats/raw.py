@@ -6,7 +6,9 @@ superseded is replaced by the correction) with its source, annotator or judge, t
 the answer (choice + strength, ranking or thumb), aspects, rationale, time spent, confidence, the
 judge's raw output and the label's own metadata (as extra keys, which the importer keeps as the
 label's metadata). ``preference`` holds the item's final label, provenance, agreement and
-method; re-imported, it lands in the item's metadata.
+method (one key, not flat columns: the importer keeps unknown keys as item metadata, so a
+re-import adds only ``metadata.preference``). The item's source data set and license are in its
+``metadata`` as the import gave them.
 
 Outside JSONL the nested fields are JSON text, as the importer reads them; ``gold`` is text for
 pairwise and thumbs items and JSON text for rankings.
@@ -18,7 +20,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from .base import JSON, ExportFormat, ExportItem, FormatOptions, _text
+from .base import JSON, ExportFormat, ExportItem, FormatOptions
 
 PREFERENCE_KEYS = (
     "choice",
@@ -49,11 +51,6 @@ class RawFormat(ExportFormat):
             ("gold", pa.string()),
             ("labels", JSON),
             ("preference", JSON),
-            ("provenance", pa.string()),
-            ("agreement", pa.float64()),
-            ("method", pa.string()),
-            ("source_dataset", pa.string()),
-            ("license", pa.string()),
         ]
 
     def rows(self, item: ExportItem, options: FormatOptions) -> Iterator[dict[str, Any]]:
@@ -71,12 +68,6 @@ class RawFormat(ExportFormat):
             "gold": gold,
             "labels": item.labels,
             "preference": {k: pref.get(k) for k in PREFERENCE_KEYS} if pref else None,
-            # Flat copies for filtering and for trainers that read columns, not JSON.
-            "provenance": pref.get("provenance") or None,
-            "agreement": pref.get("agreement"),
-            "method": pref.get("method"),
-            "source_dataset": _text(metadata.get("dataset", metadata.get("source"))),
-            "license": _text(metadata.get("license")),
         }
 
     def rows_per_item(self, choice: Any, n_candidates: int, options: FormatOptions) -> int:
