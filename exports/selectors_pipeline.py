@@ -5,7 +5,7 @@ annotation); settings name this function (``TANDEM_PIPELINE_RESOLVED_COUNTS``) a
 it by that name, so the dependency is wired in ``tandem/`` and points the right way in code.
 """
 
-from django.db.models import Count
+from django.db.models import Count, Q
 
 from .models import Preference
 
@@ -17,13 +17,14 @@ def preference_counts(*, project_id: int) -> dict[str, int]:
     out["unresolved"] = 0
     rows = (
         Preference.objects.filter(project_id=project_id)
-        .values("provenance", "resolved_at__isnull")
-        .annotate(n=Count("item_id"))
+        .values("provenance")
+        .annotate(
+            n=Count("item_id"), resolved=Count("item_id", filter=Q(resolved_at__isnull=False))
+        )
         .order_by()
     )
     for row in rows:
-        if row["resolved_at__isnull"]:
-            out["unresolved"] += row["n"]
-        elif row["provenance"] in out:
-            out[row["provenance"]] += row["n"]
+        out["unresolved"] += row["n"] - row["resolved"]
+        if row["provenance"] in out:
+            out[row["provenance"]] += row["resolved"]
     return out
