@@ -169,7 +169,9 @@ def test_a_failing_routing_task_records_why_and_the_project_is_not_busy(
         human_policy(project)
     assert RoutingWork.objects.get(project=project).status == "queued"
     with mock.patch.object(loop, "project_advance", side_effect=RuntimeError("boom")):
-        assert project_route_task.apply(args=[project.pk], throw=False).failed()  # on_failure records it
+        assert project_route_task.apply(
+            args=[project.pk], throw=False
+        ).failed()  # on_failure records it
     work = RoutingWork.objects.get(project=project)
     assert work.status == "failed" and "RuntimeError: boom" in work.error
     state = selectors.project_pipeline(project=project)
