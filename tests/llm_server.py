@@ -161,10 +161,8 @@ class LLMServer:
 
     # --- judging -----------------------------------------------------------------------------
 
-    def verdict(self, prompt: str, task: str, model: str = "") -> dict[str, Any] | None:
+    def verdict(self, prompt: str, task: str) -> dict[str, Any]:
         shown = dict(RESPONSE_BLOCK.findall(prompt))
-        if self.replay is not None:
-            return self.replay.verdict(model, prompt, shown)
         if callable(self.policy):
             return self.policy(shown, task)
         by_length = sorted(shown, key=lambda letter: (-len(shown[letter]), letter))
@@ -257,7 +255,11 @@ class LLMServer:
         tools = body.get("tools") or []
         if tools:
             schema = tools[0]["function"]["parameters"]
-        verdict = self.verdict(prompt, self.task_of(prompt, schema), body.get("model", ""))
+        if self.replay is not None:
+            shown = dict(RESPONSE_BLOCK.findall(prompt))
+            verdict = self.replay.verdict(body.get("model", ""), prompt, shown)
+        else:
+            verdict = self.verdict(prompt, self.task_of(prompt, schema))
         message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
         if verdict is None:  # a replayed answer that did not parse
             fault = {**fault, "content": "I cannot tell which is better."}

@@ -38,6 +38,7 @@ class JudgeRunSerializer(serializers.ModelSerializer):
             "project",
             "judge",
             "status",
+            "automatic",
             "scope",
             "item_ids",
             "order_mode",

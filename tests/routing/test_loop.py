@@ -247,6 +247,42 @@ def test_one_open_automatic_run_per_project_and_judge(pairwise_project, make_jud
         )
 
 
+def test_automatic_runs_cap_cancel_and_resume_like_manual_ones(pairwise_project, make_judge):
+    from routing.judges.runner import judge_run_execute
+    from tandem.errors import Conflict
+
+    judge = make_judge("openai")
+    items = make_items(pairwise_project, 4)
+    run = judge_services.judge_run_automatic_request(
+        project=pairwise_project, judge=judge, cost_cap=Decimal("0"), enqueue=False
+    )
+    judge_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == "capped" and run.cost_cap == Decimal("0")
+    # A stopped run keeps its items: no second automatic run takes them behind its back.
+    assert judge_services.judge_backlog(project=pairwise_project, judge=judge) == []
+    assert (
+        judge_services.judge_run_automatic_request(
+            project=pairwise_project, judge=judge, enqueue=False
+        )
+        is None
+    )
+    # Items routed later make a new run; the stopped one cannot be resumed beside it.
+    later = make_items(pairwise_project, 1)
+    nxt = judge_services.judge_run_automatic_request(
+        project=pairwise_project, judge=judge, enqueue=False
+    )
+    assert nxt.item_ids == [later[0].pk]
+    with pytest.raises(Conflict, match="another automatic run"):
+        judge_services.judge_run_resume(run=run, cost_cap=Decimal("100"), enqueue=False)
+    judge_services.judge_run_cancel(run=nxt)
+    resumed = judge_services.judge_run_resume(run=run, cost_cap=Decimal("100"), enqueue=False)
+    judge_run_execute(run_id=resumed.pk)
+    resumed.refresh_from_db()
+    assert resumed.status == "completed" and resumed.automatic
+    assert Annotation.objects.filter(item__in=items, source="judge").count() == 8
+
+
 def test_the_loop_judges_reroutes_within_the_budget_and_goes_idle(
     pairwise_project, make_judge, llm, eager, django_capture_on_commit_callbacks
 ):
