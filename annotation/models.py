@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from .routes import HUMAN_ROUTES, Route
 from .schema import LabelSchema, TaskType
 
 
@@ -118,23 +119,10 @@ class MembershipChange(models.Model):
         return f"{self.user_id}@{self.project_id}: {self.old_role or '-'} -> {self.new_role or '-'}"
 
 
-# The routes (Item.Route values) whose items people label. The one place that says so: the
-# assignment service, the queue indexes and the progress counts all read it. ``unrouted`` is in so
-# that projects without a routing policy work; changing it needs a migration for the two pool
-# indexes.
-HUMAN_ROUTES = ("unrouted", "human", "both")
-
-
 class Item(models.Model):
     """One thing to judge: a prompt or a conversation, with its candidates."""
 
-    class Route(models.TextChoices):
-        """Who labels the item; written by the router (routing app), read by assignment."""
-
-        UNROUTED = "unrouted", "Not routed yet"
-        HUMAN = "human", "People"
-        JUDGE = "judge", "LLM judge"
-        BOTH = "both", "People and LLM judge"
+    Route = Route  # who labels the item (annotation.routes: the names, defined once)
 
     # Indexed by the unique (project, external_id) constraint; a second index only slows writes.
     project = models.ForeignKey(

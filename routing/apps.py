@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class RoutingConfig(AppConfig):
     name = "routing"
     verbose_name = "Routing"
+
+    def ready(self) -> None:
+        from annotation.signals import items_added
+        from routing.judges.signals import run_finished
+        from routing.router import receivers
+
+        items_added.connect(receivers.on_items_added, dispatch_uid="routing.items_added")
+        run_finished.connect(receivers.on_run_finished, dispatch_uid="routing.run_finished")

@@ -15,6 +15,9 @@ api_urlpatterns = [
     ),
     path("projects/<int:project_id>/routing/route/", api.RouteView.as_view(), name="routing-route"),
     path(
+        "projects/<int:project_id>/pipeline/", api.PipelineView.as_view(), name="project-pipeline"
+    ),
+    path(
         "projects/<int:project_id>/items/<int:item_id>/routing-decisions/",
         api.ItemDecisionsView.as_view(),
         name="routing-item-decisions",
@@ -23,6 +26,11 @@ api_urlpatterns = [
 
 page_urlpatterns = [
     path("projects/<int:project_id>/routing/", views.project_routing, name="routing-project"),
+    path(
+        "projects/<int:project_id>/pipeline/",
+        views.project_pipeline,
+        name="routing-project-pipeline",
+    ),
     path(
         "projects/<int:project_id>/items/<int:item_id>/routing/",
         views.item_routing,

@@ -13,6 +13,12 @@ an answer), ``{"content": "not json"}`` (malformed answer), ``{"refusal": "I can
 
 In a test: ``with LLMServer(latency=0.05) as server: ... server.openai_url ...``. For the bench,
 in its own process: ``python -m tests.llm_server --latency 0.2`` prints ``PORT <n>`` and serves.
+
+``Replay`` (``LLMServer(replay=Replay.from_file(path))``, ``--replay FILE``) answers as recorded
+judges did: rows in DESIGN.md's row format with judge labels; the request's ``model`` names the
+judge, the shown responses (matched by text, the prompt breaking ties) name the item, and the
+recorded verdict (in the item's letters) is given in the letters of the order shown. A recorded
+``null`` (an answer that could not be parsed) is answered with text that does not parse.
 """
 
 import argparse
@@ -32,6 +38,53 @@ RESPONSE_BLOCK = re.compile(r'<response id="([A-Z])">\n(.*?)\n</response>', re.D
 TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
 
 
+def _neutralised(text: str) -> str:
+    """A response text as the judge prompt shows it (routing.judges.prompts neutralises tags)."""
+    return re.sub(r"<(/?)response", r"<\1 response", text, flags=re.IGNORECASE).strip()
+
+
+class Replay:
+    """Recorded verdicts per (judge, item): see the module docstring."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.by_texts: dict[frozenset[str], list[tuple[str, list[str], dict[str, Any]]]] = {}
+        for row in rows:
+            texts = [
+                _neutralised(c["text"] if isinstance(c, dict) else c) for c in row["candidates"]
+            ]
+            verdicts = {}
+            for label in row.get("labels", []):
+                if label.get("source") == "judge":
+                    verdicts.setdefault(label["judge"], label.get("choice"))
+            entry = (str(row.get("prompt", ""))[:300], texts, verdicts)
+            self.by_texts.setdefault(frozenset(texts), []).append(entry)
+        self.misses = 0
+
+    @classmethod
+    def from_file(cls, path: str) -> "Replay":
+        with open(path, encoding="utf-8") as handle:
+            return cls([json.loads(line) for line in handle if line.strip()])
+
+    def verdict(self, model: str, prompt: str, shown: dict[str, str]) -> dict[str, Any] | None:
+        shown_texts = {letter: text.strip() for letter, text in shown.items()}
+        entries = self.by_texts.get(frozenset(shown_texts.values()), [])
+        entry = next(
+            (e for e in entries if e[0] and e[0] in prompt), entries[0] if entries else None
+        )
+        if entry is None or model not in entry[2]:
+            self.misses += 1
+            return {"rationale": "unknown item", "choice": "tie"}
+        _, texts, verdicts = entry
+        choice = verdicts[model]
+        if choice is None:
+            return None  # recorded as unparseable
+        if choice in ("tie", "both_bad"):
+            return {"rationale": "recorded", "choice": choice}
+        winner = texts[ord(choice) - ord("A")]
+        letter = next(k for k, text in shown_texts.items() if text == winner)
+        return {"rationale": "recorded", "choice": letter}
+
+
 class LLMServer:
     def __init__(
         self,
@@ -40,7 +93,9 @@ class LLMServer:
         policy: str | Callable[[dict[str, str], str], dict[str, Any]] = "longest",
         verdict_prob: float = 0.9,
         record: bool = True,
+        replay: Replay | None = None,
     ) -> None:
+        self.replay = replay
         self.latency = latency
         self.policy = policy
         self.verdict_prob = verdict_prob
@@ -200,8 +255,14 @@ class LLMServer:
         tools = body.get("tools") or []
         if tools:
             schema = tools[0]["function"]["parameters"]
-        verdict = self.verdict(prompt, self.task_of(prompt, schema))
+        if self.replay is not None:
+            shown = dict(RESPONSE_BLOCK.findall(prompt))
+            verdict = self.replay.verdict(body.get("model", ""), prompt, shown)
+        else:
+            verdict = self.verdict(prompt, self.task_of(prompt, schema))
         message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+        if verdict is None:  # a replayed answer that did not parse
+            fault = {**fault, "content": "I cannot tell which is better."}
         if "refusal" in fault:
             message["refusal"] = fault["refusal"]
             content = ""
@@ -287,8 +348,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--replay", default=None, help="rows with recorded judge labels")
     args = parser.parse_args()
-    server = LLMServer(latency=args.latency, record=False)
+    replay = Replay.from_file(args.replay) if args.replay else None
+    server = LLMServer(latency=args.latency, record=False, replay=replay)
 
     async def serve() -> None:
         await server.start_async(args.port)

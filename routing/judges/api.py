@@ -39,6 +39,7 @@ class JudgeRunSerializer(serializers.ModelSerializer):
             "project",
             "judge",
             "status",
+            "automatic",
             "scope",
             "item_ids",
             "order_mode",

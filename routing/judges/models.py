@@ -159,6 +159,7 @@ class JudgeRun(models.Model):
         CAPPED = "capped", "Stopped at the cost cap"
 
     TERMINAL = (Status.COMPLETED, Status.INCOMPLETE, Status.CANCELLED, Status.CAPPED)
+    OPEN = (Status.PENDING, Status.RUNNING)
 
     class Scope(models.TextChoices):
         ROUTED = "routed", "Items routed to judges"
@@ -207,6 +208,10 @@ class JudgeRun(models.Model):
     stop_reason = models.TextField(blank=True)
     errors = models.JSONField(default=list, blank=True, help_text="The last failures, newest last.")
     cancel_requested = models.BooleanField(default=False)
+    automatic = models.BooleanField(
+        default=False,
+        help_text="Started by the router for the items it sent to the judge, not by a person.",
+    )
     attempts = models.PositiveIntegerField(default=0, help_text="Times a worker picked it up.")
     heartbeat_at = models.DateTimeField(
         null=True,
@@ -221,6 +226,15 @@ class JudgeRun(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["project", "status"], name="judgerun_project_status")]
+        constraints = [
+            # Automatic runs coalesce: at most one open (pending or running) per (project,
+            # judge); items routed meanwhile join the pending one or wait for the next.
+            models.UniqueConstraint(
+                fields=["project", "judge"],
+                condition=Q(automatic=True, status__in=["pending", "running"]),
+                name="judgerun_one_open_automatic",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.judge_id} on project {self.project_id}"

@@ -54,6 +54,7 @@ from routing.judges.providers import (
     client_for_judge,
     resolve_output_mode,
 )
+from routing.judges.signals import send_run_finished
 from routing.judges.store import RunRef, Verdict, verdicts_store
 
 logger = logging.getLogger(__name__)
@@ -480,6 +481,7 @@ def _run_start(run_id: int) -> JudgeRun | None:
             run.stop_reason = "cancelled before it started"
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "stop_reason", "finished_at"])
+            _announce_end(run)
             return None
         run.status = JudgeRun.Status.RUNNING
         run.heartbeat_at = timezone.now()
@@ -513,7 +515,40 @@ def _run_finish(run: JudgeRun, writer: _Writer, *, status: str, reason: str) -> 
         judge_item_results_update(run=run)  # verdicts stored by a version without the above
     writer.tally = judge_run_tally(run=run)  # authoritative after any crash or race
     writer.save_counters(status=status, stop_reason=reason, finished_at=timezone.now())
+    _announce_end(run)
     return run
+
+
+def _announce_end(run: JudgeRun) -> None:
+    """Tell whoever listens (the router) that the run ended, once that has committed."""
+    send_run_finished(
+        run_id=run.pk,
+        project_id=run.project_id,
+        judge=run.judge.name,
+        status=run.status,
+        automatic=run.automatic,
+    )
+
+
+def judge_run_fail(*, run_id: int, reason: str) -> JudgeRun | None:
+    """A run whose worker task failed (an unexpected error, not a failed call): mark it
+    incomplete with the reason, unless it ended or another worker executes it. Resume retries
+    it. The judge task's ``on_failure`` calls this, so a run never stays "running" forever."""
+    with _run_lock(run_id) as locked:
+        # Elsewhere than PostgreSQL the "lock" is the heartbeat, still fresh from the failing
+        # executor itself (on_failure runs in its worker): that is no other worker.
+        if not locked and connection.vendor == "postgresql":
+            return None
+        with transaction.atomic():
+            run = JudgeRun.objects.select_for_update().select_related("judge").get(pk=run_id)
+            if run.is_finished:
+                return run
+            run.status = JudgeRun.Status.INCOMPLETE
+            run.stop_reason = f"worker error: {reason}"[:1000]
+            run.finished_at = timezone.now()
+            run.save(update_fields=["status", "stop_reason", "finished_at"])
+            _announce_end(run)
+        return run
 
 
 LOCK_NAMESPACE = 0x7A4D  # advisory lock namespace of judge runs
@@ -590,23 +625,6 @@ def judge_run_is_executing(*, run_id: int) -> bool:
         if locked:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
     return not locked
-
-
-def judge_run_fail(*, run_id: int, reason: str) -> bool:
-    """End a run that its task could not carry (an unexpected error): ``incomplete`` with the
-    reason, resumable. A finished run, or one a live worker holds, is left alone. True if ended."""
-    if judge_run_is_executing(run_id=run_id):
-        return False
-    ended = (
-        JudgeRun.objects.filter(pk=run_id)
-        .exclude(status__in=JudgeRun.TERMINAL)
-        .update(
-            status=JudgeRun.Status.INCOMPLETE,
-            stop_reason=f"worker error: {reason}"[:1000],
-            finished_at=timezone.now(),
-        )
-    )
-    return bool(ended)
 
 
 def _lock_wait(run_id: int) -> float:
@@ -840,6 +858,7 @@ __all__ = [
     "Unit",
     "judge_item_results_update",
     "judge_run_execute",
+    "judge_run_fail",
     "judge_run_size",
     "judge_run_tally",
     "judge_run_units",

@@ -4,14 +4,17 @@ import random
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import User
-from annotation.models import Item, Project
+from annotation.models import Annotation, Item, Project
+from annotation.routes import JUDGE_TARGETS
 from routing.judges.models import Judge, JudgeRun
 from routing.judges.prompts import template_validate
 from routing.judges.runner import judge_run_is_executing
+from routing.judges.signals import send_run_finished
 from tandem.errors import Conflict, InvalidInput
 
 JUDGE_FIELDS = (
@@ -112,8 +115,10 @@ def judge_run_create(
     use_cache: bool = True,
     seed: int | None = None,
     enqueue: bool = True,
+    automatic: bool = False,
 ) -> JudgeRun:
-    """A new run (pending); ``enqueue`` sends it to the ``judge`` queue once committed."""
+    """A new run (pending); ``enqueue`` sends it to the ``judge`` queue once committed.
+    ``automatic``: started by the router (``judge_run_automatic_request``), not by a person."""
     if not judge.active:
         raise InvalidInput(f"judge {judge.name!r} is not active")
     if scope == JudgeRun.Scope.SELECTION:
@@ -137,6 +142,7 @@ def judge_run_create(
         use_cache=use_cache,
         seed=random.getrandbits(31) if seed is None else seed,
         judge_config=judge_config_snapshot(judge),
+        automatic=automatic,
     )
     run.full_clean()
     run.save()
@@ -159,6 +165,14 @@ def judge_run_cancel(*, run: JudgeRun) -> JudgeRun:
         run.finished_at = timezone.now()
         fields += ["status", "stop_reason", "finished_at"]
     run.save(update_fields=fields)
+    if run.is_finished:
+        send_run_finished(
+            run_id=run.pk,
+            project_id=run.project_id,
+            judge=run.judge.name,
+            status=run.status,
+            automatic=run.automatic,
+        )
     return run
 
 
@@ -177,6 +191,11 @@ def judge_run_resume(
     # A "running" run that no worker holds was left by a worker that died: resume it.
     if cost_cap is not None:
         run.cost_cap = cost_cap
+    if run.automatic and _open_automatic(run.project_id, run.judge_id).exclude(pk=run.pk).exists():
+        raise Conflict(
+            "another automatic run of this judge is open on the project; "
+            "resume this one when it has ended"
+        )
     run.cancel_requested = False
     run.status = JudgeRun.Status.PENDING
     run.stop_reason = ""
@@ -185,3 +204,80 @@ def judge_run_resume(
     if enqueue:
         _enqueue(run)
     return run
+
+
+# Automatic runs ---------------------------------------------------------------------------------
+
+AUTOMATIC_LOCK_NAMESPACE = 0x7A4E  # advisory lock namespace of automatic-run planning
+
+
+def _open_automatic(project_id: int, judge_id: int):
+    return JudgeRun.objects.filter(
+        project_id=project_id, judge_id=judge_id, automatic=True, status__in=JudgeRun.OPEN
+    )
+
+
+def _automatic_lock(project_id: int, judge_id: int) -> None:
+    """Serialise the planning of one (project, judge)'s automatic runs until the transaction
+    ends (PostgreSQL; the embedded SQLite shape has one worker). The partial unique constraint
+    ``judgerun_one_open_automatic`` is the database's own guarantee behind it."""
+    if connection.vendor != "postgresql":
+        return
+    key = (project_id * 1_000_003 + judge_id) & 0x7FFFFFFF
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", (AUTOMATIC_LOCK_NAMESPACE, key))
+
+
+def judge_backlog(*, project: Project, judge: Judge) -> list[int]:
+    """Items routed to the judges that ``judge`` has not labelled and that no automatic run of
+    it has taken yet (a run that stopped keeps its items: resume it to judge them)."""
+    taken: set[int] = set()
+    for ids in JudgeRun.objects.filter(project=project, judge=judge, automatic=True).values_list(
+        "item_ids", flat=True
+    ):
+        taken.update(ids or [])
+    labelled = Annotation.objects.filter(
+        item=OuterRef("pk"), source=Annotation.Source.JUDGE, judge=judge.name
+    )
+    wanted = (
+        Item.objects.filter(project=project, route__in=JUDGE_TARGETS)
+        .filter(~Exists(labelled))
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    return [item_id for item_id in wanted.iterator(chunk_size=5000) if item_id not in taken]
+
+
+@transaction.atomic
+def judge_run_automatic_request(
+    *, project: Project, judge: Judge, cost_cap: Decimal | None = None, enqueue: bool = True
+) -> JudgeRun | None:
+    """Have ``judge`` label the project's backlog (``judge_backlog``) in an automatic run.
+
+    Runs coalesce: at most one open automatic run per (project, judge). A pending one takes the
+    new items; while one runs, they wait for the next, which the router asks for when the
+    running one ends (``run_finished``). Returns the open run, or None when there is nothing to
+    judge or the judge is inactive.
+    """
+    _automatic_lock(project.pk, judge.pk)
+    open_run = _open_automatic(project.pk, judge.pk).select_for_update().first()
+    if open_run is not None and open_run.status == JudgeRun.Status.RUNNING:
+        return open_run  # what arrives meanwhile goes into the next run
+    backlog = judge_backlog(project=project, judge=judge)
+    if not backlog:
+        return open_run
+    if open_run is not None:  # pending: not planned yet, so it can still take items
+        open_run.item_ids = sorted(set(open_run.item_ids or []) | set(backlog))
+        open_run.save(update_fields=["item_ids"])
+        return open_run
+    if not judge.active:
+        return None
+    return judge_run_create(
+        project=project,
+        judge=judge,
+        scope=JudgeRun.Scope.SELECTION,
+        item_ids=backlog,
+        cost_cap=cost_cap,
+        enqueue=enqueue,
+        automatic=True,
+    )

@@ -23,6 +23,9 @@ class PolicyInputSerializer(serializers.Serializer):
     budget_count = serializers.IntegerField(required=False, allow_null=True, min_value=0)
     calibration_share = serializers.FloatField(required=False)
     tagging_judge = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    judge_cost_cap = serializers.DecimalField(
+        max_digits=14, decimal_places=6, required=False, allow_null=True, min_value=0
+    )
 
 
 class PolicyOutputSerializer(serializers.ModelSerializer):
@@ -144,3 +147,32 @@ class ItemDecisionsView(APIView):
             },
             status=status.HTTP_200_OK,
         )
+
+
+class PipelineView(APIView):
+    """Where the project stands: items by stage, budget, judge cost, and ``idle`` (no routing
+    or judging work queued or running). Managers and admins; annotators 403, strangers 404."""
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Pipeline",
+            {
+                "project": serializers.IntegerField(),
+                "items": serializers.IntegerField(),
+                "unrouted": serializers.IntegerField(),
+                "judge": serializers.DictField(child=serializers.IntegerField()),
+                "people": serializers.DictField(child=serializers.IntegerField()),
+                "resolved": serializers.DictField(
+                    child=serializers.IntegerField(), allow_null=True
+                ),
+                "budget": serializers.DictField(),
+                "judge_cost": serializers.CharField(),
+                "judge_calls": serializers.IntegerField(),
+                "routing": serializers.DictField(),
+                "idle": serializers.BooleanField(),
+            },
+        )
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
+        return Response(selectors.project_pipeline(project=project))

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 
 from annotation.models import Item, Project
+from annotation.routes import TARGET_CHOICES
 
 
 class RoutingPolicy(models.Model):
@@ -23,6 +24,10 @@ class RoutingPolicy(models.Model):
         RULES = "rules", "Rules"
         JUDGE_UNCERTAINTY = "judge_uncertainty", "Judge uncertainty"
         LEARNED = "learned", "Learned"
+
+    # Policies that send items to a judge by design (judge first, or all to the judge): they
+    # must name one, or their items would wait for a verdict that never comes.
+    JUDGE_NAMED = (Name.ALL_JUDGE, Name.JUDGE_UNCERTAINTY, Name.LEARNED)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="routing_policies")
     name = models.CharField(max_length=32, choices=Name.choices)
@@ -43,6 +48,14 @@ class RoutingPolicy(models.Model):
         max_length=100,
         blank=True,
         help_text="Judge that tags the items' prompts (LLM tags for the features); blank: none.",
+    )
+    judge_cost_cap = models.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Cost cap (USD) of each automatic judge run; blank: no cap.",
     )
     calibration_share = models.FloatField(
         default=0.05,
@@ -81,6 +94,10 @@ class RoutingPolicy(models.Model):
             isinstance(j, str) and j for j in self.judges
         ):
             errors["judges"] = "must be a list of judge names"
+        elif not self.judges and self.name in self.JUDGE_NAMED:
+            errors["judges"] = (
+                f"the {self.name} policy sends items to a judge: name at least one judge"
+            )
         if self.tagging_judge:
             from routing.judges.models import Judge
 
@@ -162,11 +179,6 @@ class RoutingDecision(models.Model):
     """Who labels an item and why. Append-only: a re-routing is a new decision that supersedes
     the previous one, with ``kind="reroute"``."""
 
-    class Target(models.TextChoices):
-        HUMAN = "human", "People"
-        JUDGE = "judge", "LLM judge"
-        BOTH = "both", "People and LLM judge"
-
     class Kind(models.TextChoices):
         INITIAL = "initial", "First routing"
         REROUTE = "reroute", "Re-routing (e.g. after judge results)"
@@ -179,9 +191,13 @@ class RoutingDecision(models.Model):
     policy_name = models.CharField(max_length=32)
     policy_version = models.PositiveIntegerField()
     model_version = models.PositiveIntegerField(null=True, blank=True)
-    target = models.CharField(max_length=8, choices=Target.choices)
+    target = models.CharField(max_length=8, choices=TARGET_CHOICES)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.INITIAL)
     calibration = models.BooleanField(default=False)
+    waiting = models.BooleanField(
+        default=False,
+        help_text="Judge first: with the judges until their verdicts are in, then re-routed.",
+    )
     score = models.FloatField(null=True, blank=True)
     reason = models.TextField()
     budget_state = models.JSONField(default=dict)
@@ -197,3 +213,35 @@ class RoutingDecision(models.Model):
 
     def __str__(self) -> str:
         return f"item {self.item_id} -> {self.target} ({self.policy_name} v{self.policy_version})"
+
+
+class RoutingWork(models.Model):
+    """The router's background work on a project: one row per project, one lifecycle.
+
+    ``status`` moves only through ``routing.router.loop`` (one transition function): a request
+    makes an idle (or failed) project ``queued`` and enqueues one task; more requests while it
+    is queued are coalesced; a request while it runs sets ``again`` so the task runs once more
+    when it ends. A task that fails records its reason (``failed``, ``error``), so a project
+    never looks busy forever; the next request starts afresh.
+    """
+
+    class Status(models.TextChoices):
+        IDLE = "idle", "Idle"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        FAILED = "failed", "Failed"
+
+    BUSY = (Status.QUEUED, Status.RUNNING)
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="routing_work")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.IDLE)
+    again = models.BooleanField(default=False, help_text="Requested again while running.")
+    reason = models.CharField(max_length=200, blank=True, help_text="Why it was last requested.")
+    error = models.TextField(blank=True, help_text="Why the last task failed.")
+    runs = models.PositiveIntegerField(default=0, help_text="Tasks that ran.")
+    requested_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"routing work of {self.project_id}: {self.status}"

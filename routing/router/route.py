@@ -58,6 +58,7 @@ POLICY_FIELDS = (
     "budget_count",
     "calibration_share",
     "tagging_judge",
+    "judge_cost_cap",
 )
 
 
@@ -86,6 +87,11 @@ def routing_policy_set(*, project: Project, **values: Any) -> RoutingPolicy:
     policy.full_clean()
     policy.save()
     RoutingBudget.objects.get_or_create(project=project)
+    if Item.objects.filter(project=project, route=Item.Route.UNROUTED).exists():
+        from routing.router.loop import routing_work_request
+
+        # Items that arrived before the policy (or under the old one) are routed now.
+        routing_work_request(project_id=project.pk, reason="policy set")
     return policy
 
 
@@ -281,6 +287,41 @@ def _plan(
     return out, built, table
 
 
+def waits_for_judges(config: RoutingPolicy, target: str, score: float | None, calib: bool) -> bool:
+    """Whether a decision only parks the item with the judges until their verdicts are in."""
+    return config.name in JUDGE_FIRST and target == JUDGE and score is None and not calib
+
+
+# Where an item may go from where it is: the router's one transition of ``Item.route``. People
+# keep an item once they have it (its labels may be under way); the judge's items may go on.
+ROUTE_EDGES = {
+    Item.Route.UNROUTED: {HUMAN, JUDGE, BOTH},
+    Item.Route.JUDGE: {HUMAN, JUDGE, BOTH},
+    Item.Route.HUMAN: {HUMAN},
+    Item.Route.BOTH: {BOTH},
+}
+
+
+def items_route_enter(decisions: Sequence[RoutingDecision]) -> None:
+    """Set ``Item.route`` to each decision's target: the one place routing writes it. Runs
+    under the budget's row lock (every routing of the project does), so the routes it checks
+    the edges against cannot change meanwhile; a forbidden edge is a bug and raises."""
+    if not decisions:
+        return
+    current = dict(
+        Item.objects.filter(pk__in=[d.item_id for d in decisions]).values_list("id", "route")
+    )
+    by_target: dict[str, list[int]] = {}
+    for decision in decisions:
+        here = current[decision.item_id]
+        if decision.target not in ROUTE_EDGES[here]:
+            raise RuntimeError(f"item {decision.item_id}: no route {here} -> {decision.target}")
+        if here != decision.target:
+            by_target.setdefault(decision.target, []).append(decision.item_id)
+    for target, ids in by_target.items():
+        Item.objects.filter(pk__in=ids).update(route=target)
+
+
 def _budget_locked(project: Project) -> RoutingBudget:
     RoutingBudget.objects.get_or_create(project=project)
     return RoutingBudget.objects.select_for_update().get(project=project)
@@ -345,6 +386,7 @@ def _route(
                     target=target,
                     kind=RoutingDecision.Kind.REROUTE if reroute else RoutingDecision.Kind.INITIAL,
                     calibration=calibration,
+                    waiting=waits_for_judges(config, target, score, calibration),
                     score=score,
                     reason=(why + reason) if reroute else reason,
                     budget_state={
@@ -358,10 +400,7 @@ def _route(
                 )
             )
         RoutingDecision.objects.bulk_create(decisions)
-        for target in (HUMAN, JUDGE, BOTH):
-            ids = [d.item_id for d in decisions if d.target == target]
-            if ids:
-                Item.objects.filter(pk__in=ids).update(route=target)
+        items_route_enter(decisions)
         if spent != budget.spent:
             budget.spent = spent
             budget.save(update_fields=["spent", "updated_at"])

@@ -3,11 +3,21 @@ before the rooms were split, so that beat schedules and queued messages keep wor
 
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from annotation.models import Project
 from routing.judges.models import Judge
-from routing.router import fitting, route, tagging
+from routing.router import fitting, loop, tagging
+
+
+class RoutingWorkTask(Task):
+    """A routing task that fails records its reason on the project's ``RoutingWork``, so the
+    project never looks busy forever (the pipeline shows the error)."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        project_id = args[0] if args else kwargs.get("project_id")
+        if project_id is not None:
+            loop.routing_work_fail(project_id=project_id, error=f"{type(exc).__name__}: {exc}")
 
 
 @shared_task(
@@ -26,10 +36,11 @@ def router_model_retrain(self, project_id: int) -> int | None:
     return model.version if model else None
 
 
-@shared_task(name="routing.tasks.project_route_task", bind=True, max_retries=3)
-def project_route_task(self, project_id: int) -> dict[str, int]:
-    project = Project.objects.get(pk=project_id)
-    return route.project_route(project=project).counts()
+@shared_task(name="routing.tasks.project_route_task", base=RoutingWorkTask, acks_late=True)
+def project_route_task(project_id: int) -> dict[str, Any]:
+    """Advance the project's hybrid loop (``routing.router.loop``): route the unrouted items,
+    re-route those whose verdicts are in, ask the judges for automatic runs. Idempotent."""
+    return loop.routing_work_execute(project_id=project_id)
 
 
 @shared_task(name="routing.tasks.router_models_refresh")

@@ -30,3 +30,12 @@ def item_routing(request: HttpRequest, project_id: int, item_id: int) -> HttpRes
     item = selectors.item_get(project=project, item_id=item_id)
     context = {"project": project, "item": item, "decisions": selectors.decision_list(item=item)}
     return render(request, "routing/item_routing.html", context)
+
+
+@login_required
+@require_GET
+def project_pipeline(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The pipeline block of the manager's project page (htmx-polled while work is under way)."""
+    project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
+    context = {"project": project, "pipeline": selectors.project_pipeline(project=project)}
+    return render(request, "routing/pipeline_block.html", context)

@@ -70,7 +70,9 @@ def test_only_managers_see_or_change_the_policy(project, annotator, outsider, ap
 def test_dry_run_and_route(project, manager, api):
     for _ in range(5):
         ItemFactory(project=project)
-    route.routing_policy_set(project=project, name="all_judge", budget_count=2, calibration_share=0)
+    route.routing_policy_set(
+        project=project, name="all_judge", judges=["g"], budget_count=2, calibration_share=0
+    )
     client = api(manager)
     dry = client.post(
         f"/api/v1/projects/{project.id}/routing-policy/dry-run/",
@@ -190,12 +192,16 @@ def test_the_policy_names_a_tagging_judge(project, manager, api):
     Judge.objects.create(name="tagger", provider="openai", model="m")
     client = api(manager)
     bad = client.put(
-        policy_url(project), {"name": "all_judge", "tagging_judge": "nobody"}, format="json"
+        policy_url(project),
+        {"name": "all_judge", "judges": ["tagger"], "tagging_judge": "nobody"},
+        format="json",
     )
     assert bad.status_code == 400
     assert "no judge named 'nobody'" in str(bad.json()["error"]["details"]["tagging_judge"])
     ok = client.put(
-        policy_url(project), {"name": "all_judge", "tagging_judge": "tagger"}, format="json"
+        policy_url(project),
+        {"name": "all_judge", "judges": ["tagger"], "tagging_judge": "tagger"},
+        format="json",
     )
     assert ok.status_code == 200, ok.json()
     assert ok.json()["policy"]["tagging_judge"] == "tagger"

@@ -60,7 +60,7 @@ def test_no_policy_is_an_error(project):
 def test_calibration_slice_goes_to_both_and_is_stable(project):
     items = [ItemFactory(project=project) for _ in range(40)]
     route.routing_policy_set(
-        project=project, name="all_judge", budget_fraction=0.5, calibration_share=0.25
+        project=project, name="all_judge", judges=["g"], budget_fraction=0.5, calibration_share=0.25
     )
     route.project_route(project=project)
     both = set(
@@ -129,7 +129,9 @@ def test_rules_route_by_metadata(project):
 def test_dry_run_counts_without_writing(project):
     for _ in range(10):
         ItemFactory(project=project)
-    route.routing_policy_set(project=project, name="all_judge", budget_count=3, calibration_share=0)
+    route.routing_policy_set(
+        project=project, name="all_judge", judges=["g"], budget_count=3, calibration_share=0
+    )
     out = route.routing_dry_run(project=project, name="all_human", params={})
     assert out["targets"] == {"human": 3, "judge": 7, "both": 0}
     assert not RoutingDecision.objects.exists()

@@ -224,7 +224,9 @@ def test_the_policy_names_the_tagging_judge(make_judge, project):
     with pytest.raises(InvalidInput, match="no tagging judge"):
         tagging.project_tag_items(project=project)
     judge = make_judge("anthropic")
-    route.routing_policy_set(project=project, name="judge_uncertainty", tagging_judge=judge.name)
+    route.routing_policy_set(
+        project=project, name="judge_uncertainty", judges=["g"], tagging_judge=judge.name
+    )
     assert tagging.project_tag_items(project=project).tagged == 3
 
 
@@ -232,7 +234,9 @@ def test_an_unknown_tagging_judge_is_refused(project):
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError, match="no judge named"):
-        route.routing_policy_set(project=project, name="all_judge", tagging_judge="nobody")
+        route.routing_policy_set(
+            project=project, name="all_judge", judges=["g"], tagging_judge="nobody"
+        )
 
 
 def test_command(make_judge, project, llm, capsys):

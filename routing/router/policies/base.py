@@ -12,10 +12,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from annotation.routes import TARGETS, Route
 from tandem.errors import InvalidInput
 
-HUMAN, JUDGE, BOTH = "human", "judge", "both"
-TARGETS = (HUMAN, JUDGE, BOTH)
+# The names are annotation's routes (annotation.routes), as plain strings for the frames.
+HUMAN, JUDGE, BOTH = Route.HUMAN.value, Route.JUDGE.value, Route.BOTH.value
 
 
 @dataclass
