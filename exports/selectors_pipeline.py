@@ -1,8 +1,7 @@
 """Preference counts for the project pipeline (``GET /api/v1/projects/{id}/pipeline/``).
 
 The pipeline lives in routing, which must not import exports (DESIGN.md: exports -> routing ->
-annotation); settings name this function (``TANDEM_PIPELINE_RESOLVED_COUNTS``) and routing loads
-it by that name, so the dependency is wired in ``tandem/`` and points the right way in code.
+annotation): exports registers this function with routing at start-up (``apps.py``).
 """
 
 from django.db.models import Count, Q

@@ -326,12 +326,6 @@ TANDEM_IMPORT_BATCH_SIZE = int(os.environ.get("TANDEM_IMPORT_BATCH_SIZE", "5000"
 TANDEM_IMPORT_MAX_REPORTED_ERRORS = int(os.environ.get("TANDEM_IMPORT_MAX_REPORTED_ERRORS", "1000"))
 
 # LLM judges: backoff of retried calls (full jitter, seconds); Retry-After is honoured on top.
-# Where the project pipeline (routing) reads the resolved preferences by provenance: a dotted
-# path to ``f(*, project_id) -> {"human": n, "judge": n, "hybrid": n, "unresolved": n}``
-# (blank: the pipeline shows none). Wired here because routing must not import exports.
-TANDEM_PIPELINE_RESOLVED_COUNTS = os.environ.get(
-    "TANDEM_PIPELINE_RESOLVED_COUNTS", "exports.selectors_pipeline.preference_counts"
-)
 TANDEM_JUDGE_BACKOFF_BASE = float(os.environ.get("TANDEM_JUDGE_BACKOFF_BASE", "0.5"))
 TANDEM_JUDGE_BACKOFF_MAX = float(os.environ.get("TANDEM_JUDGE_BACKOFF_MAX", "30"))
 

@@ -1,11 +1,10 @@
 """Reads of the router's data for pages and the API."""
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
-from django.utils.module_loading import import_string
 
 from annotation.models import Annotation, Item, Project
 from annotation.routes import JUDGE_TARGETS, PEOPLE_TARGETS
@@ -35,11 +34,22 @@ def route_counts(*, project: Project) -> dict[str, int]:
 # The pipeline: where a project stands ----------------------------------------------------------
 
 
+# Who counts the resolved items by provenance: the app that owns final preferences (exports)
+# registers its count here at start-up (its AppConfig.ready), so routing never imports it and
+# the dependency keeps pointing one way (exports -> routing).
+ResolvedCounts = Callable[..., dict[str, int]]
+_resolved_counts_provider: list[ResolvedCounts] = []
+
+
+def pipeline_resolved_counts_register(provider: ResolvedCounts) -> None:
+    """Set ``provider(*, project_id) -> {"human", "judge", "hybrid", "unresolved": n}``."""
+    _resolved_counts_provider[:] = [provider]
+
+
 def _resolved_counts(project: Project) -> dict[str, int] | None:
-    path = getattr(settings, "TANDEM_PIPELINE_RESOLVED_COUNTS", "")
-    if not path:
+    if not _resolved_counts_provider:
         return None
-    return import_string(path)(project_id=project.pk)
+    return _resolved_counts_provider[0](project_id=project.pk)
 
 
 def project_pipeline(*, project: Project) -> dict[str, Any]:
