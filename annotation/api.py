@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
@@ -20,6 +20,7 @@ from accounts.models import User
 from tandem.errors import Forbidden, InvalidInput
 from tandem.inputs import is_id
 from tandem.parsers import RowsJSONParser
+from tandem.schema import ERROR
 
 from . import policies, selectors, services
 from .import_jobs import import_job_create, import_job_state, upload_format
@@ -96,7 +97,9 @@ class ItemSerializer(serializers.ModelSerializer):
 
 
 class AnnotationSerializer(serializers.ModelSerializer):
-    annotator = serializers.CharField(source="annotator.username", default=None, read_only=True)
+    annotator = serializers.CharField(
+        source="annotator.username", default=None, read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Annotation
@@ -280,7 +283,11 @@ class ProjectViewSet(
         request=ImportInputSerializer,
         responses={
             201: ImportResultSerializer,
-            400: ImportResultSerializer,
+            400: PolymorphicProxySerializer(
+                component_name="ImportRejected",
+                serializers=[ImportResultSerializer, ERROR],
+                resource_type_field_name=None,
+            ),
             202: ImportJobSerializer,
         },
     )
