@@ -23,7 +23,13 @@ from tandem.parsers import RowsJSONParser
 from tandem.schema import ERROR
 
 from . import policies, selectors, services
-from .import_jobs import import_job_create, import_job_state, upload_format
+from .import_jobs import (
+    import_job_cancel,
+    import_job_create,
+    import_job_retry,
+    import_job_state,
+    upload_format,
+)
 from .importer import ImportResult, items_import, items_import_file
 from .models import (
     Annotation,
@@ -146,6 +152,12 @@ class ImportJobSerializer(serializers.Serializer):
     percent = serializers.FloatField(allow_null=True)
     result = ImportResultSerializer(allow_null=True)
     error = serializers.CharField()
+    stuck = serializers.BooleanField(
+        help_text="queued or running with no sign of a worker for TANDEM_JOB_STALE_SECONDS"
+    )
+    can_retry = serializers.BooleanField()
+    can_cancel = serializers.BooleanField()
+    attempts = serializers.IntegerField()
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
 
@@ -395,4 +407,20 @@ class ImportJobViewSet(viewsets.GenericViewSet):
     @extend_schema(responses=ImportJobSerializer)
     def retrieve(self, request: Request, pk: str) -> Response:
         job = get_object_or_404(self.get_queryset(), pk=pk)  # DRF's: "abc" is a 404 too
+        return Response(import_job_state(job))
+
+    @extend_schema(request=None, responses={200: ImportJobSerializer, 409: ERROR})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str) -> Response:
+        """Queue a stuck job again (its worker died, or none took it); 409 otherwise."""
+        job = import_job_retry(job=get_object_or_404(self.get_queryset(), pk=pk))
+        return Response(import_job_state(job))
+
+    @extend_schema(request=None, responses={200: ImportJobSerializer, 409: ERROR})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Cancel a queued or running job (a running import is rolled back); 409 once ended."""
+        job = import_job_cancel(
+            job=get_object_or_404(self.get_queryset(), pk=pk), user=request.user
+        )
         return Response(import_job_state(job))

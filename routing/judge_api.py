@@ -16,12 +16,13 @@ from rest_framework.response import Response
 from annotation import selectors as annotation_selectors
 from tandem.errors import Forbidden, InvalidInput
 from tandem.inputs import is_id
+from tandem.serializers import RejectUnknownFieldsMixin
 
 from .judge_models import Judge, JudgeRun
 from .judges import selectors, services
 
 
-class JudgeSerializer(serializers.ModelSerializer):
+class JudgeSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
     class Meta:
         model = Judge
         fields = ["id", *services.JUDGE_FIELDS, "created_at", "updated_at"]
@@ -69,7 +70,7 @@ class JudgeRunSerializer(serializers.ModelSerializer):
         return round((run.done + run.failed) / run.total, 4) if run.total else 0.0
 
 
-class JudgeRunCreateSerializer(serializers.Serializer):
+class JudgeRunCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     project = serializers.IntegerField()
     judge = serializers.CharField(help_text="judge name or id")
     scope = serializers.ChoiceField(choices=JudgeRun.Scope.choices, default="routed")

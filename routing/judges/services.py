@@ -4,6 +4,7 @@ import random
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,6 +13,7 @@ from annotation.models import Item, Project
 from tandem.errors import Conflict, InvalidInput
 
 from ..judge_models import Judge, JudgeRun
+from . import guards
 from .prompts import template_validate
 from .runner import judge_run_is_executing
 
@@ -41,8 +43,8 @@ def judge_check(judge: Judge) -> None:
     for template in (judge.templates or {}).values():
         try:
             template_validate(template)
-        except Exception as exc:
-            raise InvalidInput(str(exc.messages[0] if hasattr(exc, "messages") else exc)) from None
+        except ValidationError as exc:
+            raise InvalidInput(exc.messages[0]) from None
 
 
 @transaction.atomic
@@ -117,6 +119,13 @@ def judge_run_create(
     """A new run (pending); ``enqueue`` sends it to the ``judge`` queue once committed."""
     if not judge.active:
         raise InvalidInput(f"judge {judge.name!r} is not active")
+    # A judge saved before the operator's limits (or under looser ones) does not run past them.
+    for field, problem in (
+        ("api_key_env", guards.key_env_problem(judge.key_env)),
+        ("base_url", guards.base_url_problem(judge.base_url)),
+    ):
+        if problem:
+            raise InvalidInput(f"judge {judge.name!r}: {field} {problem}", code="judge_config")
     if scope == JudgeRun.Scope.SELECTION:
         item_ids = sorted(set(item_ids or []))
         if not item_ids:
