@@ -5,22 +5,20 @@ the schema. Bounded (FUZZ_EXAMPLES per operation and role, default 4) so that it
 import os
 
 import pytest
+import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
-schemathesis = pytest.importorskip("schemathesis")
-
-from django.core.signals import request_finished, request_started  # noqa: E402
-from django.db import close_old_connections  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import response_schema_conformance  # noqa: E402
-
-from accounts.models import Role  # noqa: E402
-from accounts.services import user_token  # noqa: E402
-from annotation.assignment import assignment_next  # noqa: E402
-from annotation.models import ImportJob, Membership  # noqa: E402
-from routing.judge_models import Judge, JudgeRun  # noqa: E402
-from tests.factories import (  # noqa: E402
+from accounts.models import Role
+from accounts.services import user_token
+from annotation.assignment import assignment_next
+from annotation.models import ImportJob, Membership
+from routing.judge_models import Judge, JudgeRun
+from tests.factories import (
     AnnotationFactory,
     ItemFactory,
     MembershipFactory,
