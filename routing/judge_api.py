@@ -19,7 +19,7 @@ from tandem.inputs import is_id
 from tandem.serializers import RejectUnknownFieldsMixin
 
 from .judge_models import Judge, JudgeRun
-from .judges import selectors, services
+from .judges import guards, selectors, services
 
 
 class JudgeSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
@@ -28,6 +28,11 @@ class JudgeSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
         fields = ["id", *services.JUDGE_FIELDS, "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
         extra_kwargs = {"name": {"validators": []}}  # uniqueness answered by the service
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["base_url"] = guards.redact_url(data.get("base_url") or "")
+        return data
 
 
 class JudgeRunSerializer(serializers.ModelSerializer):
@@ -68,6 +73,13 @@ class JudgeRunSerializer(serializers.ModelSerializer):
 
     def get_progress(self, run: JudgeRun) -> float:
         return round((run.done + run.failed) / run.total, 4) if run.total else 0.0
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        config = data.get("judge_config")
+        if isinstance(config, dict) and config.get("base_url"):
+            data["judge_config"] = {**config, "base_url": guards.redact_url(config["base_url"])}
+        return data
 
 
 class JudgeRunCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):

@@ -78,3 +78,14 @@ def base_url_problem(url: str, *, resolve=socket.getaddrinfo) -> str | None:
                 "JUDGE_ALLOW_PRIVATE_URLS=1 to allow local model servers"
             )
     return None
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials, for showing a judge saved before they were refused."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()

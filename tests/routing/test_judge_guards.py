@@ -145,3 +145,17 @@ class TestEveryPath:
         judge.templates = {"pairwise": {"user": "x"}}
         with pytest.raises(KeyError):
             services.judge_check(judge)
+
+
+def test_credentials_of_an_old_judge_are_not_shown(api, manager, project):
+    judge = Judge.objects.create(
+        name="old", provider="openai", model="m", base_url="https://u:secret@api.example.com/v1"
+    )
+    from routing.judge_models import JudgeRun
+
+    JudgeRun.objects.create(
+        project=project, judge=judge, judge_config={"base_url": judge.base_url, "name": "old"}
+    )
+    body = str(api(manager).get("/api/v1/judges/").json())
+    body += str(api(manager).get("/api/v1/judge-runs/").json())
+    assert "secret" not in body and "https://***@api.example.com/v1" in body
