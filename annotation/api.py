@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
@@ -20,9 +20,16 @@ from accounts.models import User
 from tandem.errors import Forbidden, InvalidInput
 from tandem.inputs import is_id
 from tandem.parsers import RowsJSONParser
+from tandem.schema import ERROR
 
 from . import policies, selectors, services
-from .import_jobs import import_job_create, import_job_state, upload_format
+from .import_jobs import (
+    import_job_cancel,
+    import_job_create,
+    import_job_retry,
+    import_job_state,
+    upload_format,
+)
 from .importer import ImportResult, items_import, items_import_file
 from .models import (
     Annotation,
@@ -96,7 +103,9 @@ class ItemSerializer(serializers.ModelSerializer):
 
 
 class AnnotationSerializer(serializers.ModelSerializer):
-    annotator = serializers.CharField(source="annotator.username", default=None, read_only=True)
+    annotator = serializers.CharField(
+        source="annotator.username", default=None, read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Annotation
@@ -143,6 +152,12 @@ class ImportJobSerializer(serializers.Serializer):
     percent = serializers.FloatField(allow_null=True)
     result = ImportResultSerializer(allow_null=True)
     error = serializers.CharField()
+    stuck = serializers.BooleanField(
+        help_text="queued or running with no sign of a worker for TANDEM_JOB_STALE_SECONDS"
+    )
+    can_retry = serializers.BooleanField()
+    can_cancel = serializers.BooleanField()
+    attempts = serializers.IntegerField()
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
 
@@ -280,7 +295,11 @@ class ProjectViewSet(
         request=ImportInputSerializer,
         responses={
             201: ImportResultSerializer,
-            400: ImportResultSerializer,
+            400: PolymorphicProxySerializer(
+                component_name="ImportRejected",
+                serializers=[ImportResultSerializer, ERROR],
+                resource_type_field_name=None,
+            ),
             202: ImportJobSerializer,
         },
     )
@@ -388,4 +407,20 @@ class ImportJobViewSet(viewsets.GenericViewSet):
     @extend_schema(responses=ImportJobSerializer)
     def retrieve(self, request: Request, pk: str) -> Response:
         job = get_object_or_404(self.get_queryset(), pk=pk)  # DRF's: "abc" is a 404 too
+        return Response(import_job_state(job))
+
+    @extend_schema(request=None, responses={200: ImportJobSerializer, 409: ERROR})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str) -> Response:
+        """Queue a stuck job again (its worker died, or none took it); 409 otherwise."""
+        job = import_job_retry(job=get_object_or_404(self.get_queryset(), pk=pk))
+        return Response(import_job_state(job))
+
+    @extend_schema(request=None, responses={200: ImportJobSerializer, 409: ERROR})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Cancel a queued or running job (a running import is rolled back); 409 once ended."""
+        job = import_job_cancel(
+            job=get_object_or_404(self.get_queryset(), pk=pk), user=request.user
+        )
         return Response(import_job_state(job))

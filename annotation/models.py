@@ -320,8 +320,10 @@ class Annotation(models.Model):
 class ImportJob(models.Model):
     """A file import run by a worker, for files too big to import inside a request.
 
-    Progress (rows read so far) lives in the cache while the job runs, because the import's own
-    transaction hides its writes until the end; the final counts and errors land in ``result``.
+    Progress (rows read so far) and the worker's heartbeat live in the cache while the job runs,
+    because the import's own transaction hides its writes until the end; the final counts and
+    errors land in ``result``. Status changes only through ``import_jobs.import_job_transition``
+    along ``TRANSITIONS``.
     """
 
     class Status(models.TextChoices):
@@ -329,6 +331,7 @@ class ImportJob(models.Model):
         RUNNING = "running", "Running"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
     created_by = models.ForeignKey(
@@ -343,7 +346,11 @@ class ImportJob(models.Model):
     total_rows = models.PositiveIntegerField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Times a worker started it (a retry after a dead worker adds one)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

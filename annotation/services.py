@@ -3,8 +3,9 @@
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 
-from accounts.models import User
+from accounts.models import Role, User
 from tandem.errors import InvalidInput
 
 from . import policies
@@ -119,8 +120,10 @@ def _lock_roles(project: Project, user: User) -> str | None:
 
 
 def _refuse_last_manager(project: Project, user: User) -> None:
+    # Only managers whose site role lets them manage count (see policies.capped_role).
     others = (
         Membership.objects.filter(project=project, role=Membership.Role.MANAGER)
+        .filter(Q(user__role__in=[Role.ADMIN, Role.MANAGER]) | Q(user__is_superuser=True))
         .exclude(user=user)
         .exists()
     )

@@ -10,7 +10,13 @@ from django.views.decorators.http import require_GET, require_POST
 from tandem.errors import InvalidInput
 
 from . import selectors
-from .import_jobs import import_job_create, import_job_state, upload_format
+from .import_jobs import (
+    import_job_cancel,
+    import_job_create,
+    import_job_retry,
+    import_job_state,
+    upload_format,
+)
 from .models import Annotation, ImportJob
 from .rendering import render_markdown
 
@@ -77,6 +83,25 @@ def import_job_detail(request: HttpRequest, project_id: int, job_id: int) -> Htt
     project = selectors.project_get_for_user(user=request.user, project_id=project_id, manage=True)
     job = ImportJob.objects.filter(project=project, pk=job_id).first()
     if job is None:
+        raise Http404
+    return _render_job(request, project, job)
+
+
+@login_required
+@require_POST
+def import_job_control(
+    request: HttpRequest, project_id: int, job_id: int, verb: str
+) -> HttpResponse:
+    """Retry or cancel an import from the project page (managers); answers the job's partial."""
+    project = selectors.project_get_for_user(user=request.user, project_id=project_id, manage=True)
+    job = ImportJob.objects.filter(project=project, pk=job_id).first()
+    if job is None:
+        raise Http404
+    if verb == "retry":
+        job = import_job_retry(job=job)
+    elif verb == "cancel":
+        job = import_job_cancel(job=job, user=request.user)
+    else:
         raise Http404
     return _render_job(request, project, job)
 

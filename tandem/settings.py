@@ -321,10 +321,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 TANDEM_IMPORT_INLINE_MAX_BYTES = int(
     os.environ.get("TANDEM_IMPORT_INLINE_MAX_BYTES", 5 * 1024 * 1024)
 )
+# A queued or running job with no sign of its worker for this long is stuck (retry / cancel).
+TANDEM_JOB_STALE_SECONDS = int(os.environ.get("TANDEM_JOB_STALE_SECONDS", "60"))
 # Import: rows per bulk write; how many bad rows an import reports before it stops listing.
 TANDEM_IMPORT_BATCH_SIZE = int(os.environ.get("TANDEM_IMPORT_BATCH_SIZE", "5000"))
 TANDEM_IMPORT_MAX_REPORTED_ERRORS = int(os.environ.get("TANDEM_IMPORT_MAX_REPORTED_ERRORS", "1000"))
 
+# LLM judges: the environment variables a judge may read its key from (comma-separated globs;
+# Tandem's own secrets never), and whether a judge may call loopback/private/link-local hosts
+# (a local model server). See routing/judges/guards.py.
+JUDGE_KEY_ENV_ALLOWED = os.environ.get("JUDGE_KEY_ENV_ALLOWED", "*_API_KEY")
+JUDGE_ALLOW_PRIVATE_URLS = env_bool("JUDGE_ALLOW_PRIVATE_URLS", False)
 # LLM judges: backoff of retried calls (full jitter, seconds); Retry-After is honoured on top.
 TANDEM_JUDGE_BACKOFF_BASE = float(os.environ.get("TANDEM_JUDGE_BACKOFF_BASE", "0.5"))
 TANDEM_JUDGE_BACKOFF_MAX = float(os.environ.get("TANDEM_JUDGE_BACKOFF_MAX", "30"))

@@ -65,6 +65,11 @@ urlpatterns = [
         annotation_views.import_job_detail,
         name="project-import-job",
     ),
+    path(
+        "projects/<int:project_id>/import-jobs/<int:job_id>/<str:verb>/",
+        annotation_views.import_job_control,
+        name="project-import-job-control",
+    ),
     *routing_urls.page_urlpatterns,
     *exports_urls.page_urlpatterns,
     path(
@@ -88,3 +93,5 @@ urlpatterns = [
     path("api/v1/", include(api_urls)),
     path("healthz", annotation_views.healthz, name="healthz"),
 ]
+
+handler404 = "tandem.views.page_not_found"

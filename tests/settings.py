@@ -10,3 +10,6 @@ os.environ.setdefault("SECRET_KEY", "tandem-tests-only-" + "x" * 40)
 from tandem.settings import *  # noqa: F403
 
 TANDEM_API_THROTTLE = {"user": "100000/min", "anon": "100000/min"}
+# The suite's fake LLM server listens on 127.0.0.1, and its judges read FAKE_*_KEY variables.
+JUDGE_ALLOW_PRIVATE_URLS = True
+JUDGE_KEY_ENV_ALLOWED = "*_API_KEY,FAKE_*_KEY"

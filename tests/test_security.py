@@ -13,15 +13,18 @@ from django.core.cache import cache
 from tests.factories import UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
-# What the test process itself set (the browser tests allow sync ORM calls in their event loop):
-# a production process would not have it.
-LEAKED_TEST_ENV = {"DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+# What the test process sets for itself (the browser tests allow async-unsafe ORM calls), not
+# what a deployment would have.
+TEST_ONLY_ENV = {"SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+
+
+def clean_env(**extra) -> dict:
+    return {k: v for k, v in os.environ.items() if k not in TEST_ONLY_ENV} | extra
 
 
 def run_python(code: str, tmp_path, **env) -> subprocess.CompletedProcess:
     """Run ``code`` after Django's setup in a fresh process with Tandem's real settings."""
-    base = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
-    base |= {"DJANGO_SETTINGS_MODULE": "tandem.settings", "TANDEM_VAR_DIR": str(tmp_path)}
+    base = clean_env(DJANGO_SETTINGS_MODULE="tandem.settings", TANDEM_VAR_DIR=str(tmp_path))
     prelude = "import django; django.setup(); from django.conf import settings; "
     return subprocess.run(
         [sys.executable, "-c", prelude + code],
@@ -68,8 +71,7 @@ class TestDeploy:
         done = subprocess.run(
             [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
             cwd=ROOT,
-            env={k: v for k, v in os.environ.items() if k not in LEAKED_TEST_ENV}
-            | production_env(TANDEM_VAR_DIR=str(tmp_path)),
+            env=clean_env(**production_env(TANDEM_VAR_DIR=str(tmp_path))),
             capture_output=True,
             text=True,
             timeout=120,
@@ -81,8 +83,7 @@ class TestDeploy:
         done = subprocess.run(
             [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
             cwd=ROOT,
-            env={k: v for k, v in os.environ.items() if k not in LEAKED_TEST_ENV}
-            | production_env(SECURE_COOKIES="0", TANDEM_VAR_DIR=str(tmp_path)),
+            env=clean_env(**production_env(SECURE_COOKIES="0", TANDEM_VAR_DIR=str(tmp_path))),
             capture_output=True,
             text=True,
             timeout=120,

@@ -14,18 +14,24 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from annotation import selectors as annotation_selectors
-from routing.judges import selectors, services
+from routing.judges import guards, selectors, services
 from routing.judges.models import Judge, JudgeRun
 from tandem.errors import Forbidden, InvalidInput
 from tandem.inputs import is_id
+from tandem.serializers import RejectUnknownFieldsMixin
 
 
-class JudgeSerializer(serializers.ModelSerializer):
+class JudgeSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
     class Meta:
         model = Judge
         fields = ["id", *services.JUDGE_FIELDS, "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
         extra_kwargs = {"name": {"validators": []}}  # uniqueness answered by the service
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["base_url"] = guards.redact_url(data.get("base_url") or "")
+        return data
 
 
 class JudgeRunSerializer(serializers.ModelSerializer):
@@ -68,8 +74,15 @@ class JudgeRunSerializer(serializers.ModelSerializer):
     def get_progress(self, run: JudgeRun) -> float:
         return round((run.done + run.failed) / run.total, 4) if run.total else 0.0
 
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        config = data.get("judge_config")
+        if isinstance(config, dict) and config.get("base_url"):
+            data["judge_config"] = {**config, "base_url": guards.redact_url(config["base_url"])}
+        return data
 
-class JudgeRunCreateSerializer(serializers.Serializer):
+
+class JudgeRunCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     project = serializers.IntegerField()
     judge = serializers.CharField(help_text="judge name or id")
     scope = serializers.ChoiceField(choices=JudgeRun.Scope.choices, default="routed")

@@ -15,6 +15,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, URLVali
 from django.db import models
 from django.db.models import Q
 
+from routing.judges import guards
+
 ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -117,8 +119,13 @@ class Judge(models.Model):
                 URLValidator(schemes=["http", "https"])(self.base_url)
             except ValidationError:
                 errors["base_url"] = "must be an http(s) URL"
+            else:
+                if problem := guards.base_url_problem(self.base_url):
+                    errors["base_url"] = problem
         if self.api_key_env and not ENV_VAR_NAME.match(self.api_key_env):
             errors["api_key_env"] = "must be the NAME of an environment variable, not a key"
+        elif problem := guards.key_env_problem(self.api_key_env):
+            errors["api_key_env"] = problem
         if self.output_mode in (OutputMode.JSON_SCHEMA, OutputMode.JSON_OBJECT) and (
             self.provider == Provider.ANTHROPIC
         ):

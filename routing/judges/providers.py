@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from routing.judges import guards
 from routing.judges.models import Judge, OutputMode, Provider
 from tandem.errors import ApplicationError
 
@@ -437,6 +438,8 @@ def judge_api_key(judge: Judge) -> str | None:
     env = judge.key_env
     if not env:
         return None
+    if problem := guards.key_env_problem(env):  # a judge saved before the allow-list, or edited
+        raise JudgeConfigError(f"Judge {judge.name!r}: {problem}.")
     key = os.environ.get(env)
     if not key and judge.provider != Provider.OPENAI_COMPATIBLE:
         raise JudgeConfigError(
@@ -447,6 +450,8 @@ def judge_api_key(judge: Judge) -> str | None:
 
 def client_for_judge(judge: Judge) -> JudgeClient:
     """The default client factory: the provider's official async SDK client."""
+    if problem := guards.base_url_problem(judge.base_url):
+        raise JudgeConfigError(f"Judge {judge.name!r}: base_url {problem}.")
     api_key = judge_api_key(judge)
     if judge.provider == Provider.ANTHROPIC:
         return AnthropicJudgeClient(

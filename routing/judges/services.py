@@ -4,6 +4,7 @@ import random
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -11,6 +12,7 @@ from django.utils import timezone
 from accounts.models import User
 from annotation.models import Annotation, Item, Project
 from annotation.routes import JUDGE_TARGETS
+from routing.judges import guards
 from routing.judges.models import Judge, JudgeRun
 from routing.judges.prompts import template_validate
 from routing.judges.runner import judge_run_is_executing
@@ -43,8 +45,8 @@ def judge_check(judge: Judge) -> None:
     for template in (judge.templates or {}).values():
         try:
             template_validate(template)
-        except Exception as exc:
-            raise InvalidInput(str(exc.messages[0] if hasattr(exc, "messages") else exc)) from None
+        except ValidationError as exc:
+            raise InvalidInput(exc.messages[0]) from None
 
 
 @transaction.atomic
@@ -121,6 +123,13 @@ def judge_run_create(
     ``automatic``: started by the router (``judge_run_automatic_request``), not by a person."""
     if not judge.active:
         raise InvalidInput(f"judge {judge.name!r} is not active")
+    # A judge saved before the operator's limits (or under looser ones) does not run past them.
+    for field, problem in (
+        ("api_key_env", guards.key_env_problem(judge.key_env)),
+        ("base_url", guards.base_url_problem(judge.base_url)),
+    ):
+        if problem:
+            raise InvalidInput(f"judge {judge.name!r}: {field} {problem}", code="judge_config")
     if scope == JudgeRun.Scope.SELECTION:
         item_ids = sorted(set(item_ids or []))
         if not item_ids:

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.models import Item
 from annotation.selectors import project_get_for_user
 from routing.router import fitting, route, selectors
 from routing.router.models import RoutingDecision, RoutingPolicy
@@ -60,6 +61,17 @@ class DecisionSerializer(serializers.ModelSerializer):
         ]
 
 
+POLICY_STATE = inline_serializer(
+    "RoutingPolicyState",
+    {
+        "policy": PolicyOutputSerializer(allow_null=True),
+        "budget": serializers.DictField(),
+        "expected_agreement": serializers.DictField(allow_null=True),
+        "routes": serializers.DictField(child=serializers.IntegerField()),
+    },
+)
+
+
 def _policy_payload(project) -> dict:
     policy = route.routing_policy_get(project=project)
     return {
@@ -73,12 +85,12 @@ def _policy_payload(project) -> dict:
 class RoutingPolicyView(APIView):
     """The project's routing policy, its budget (spent, remaining) and the expected agreement."""
 
-    @extend_schema(responses=PolicyOutputSerializer)
+    @extend_schema(responses=POLICY_STATE)
     def get(self, request: Request, project_id: int) -> Response:
         project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
         return Response(_policy_payload(project))
 
-    @extend_schema(request=PolicyInputSerializer, responses=PolicyOutputSerializer)
+    @extend_schema(request=PolicyInputSerializer, responses=POLICY_STATE)
     def put(self, request: Request, project_id: int) -> Response:
         project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
         serializer = PolicyInputSerializer(data=request.data)
@@ -134,7 +146,16 @@ class RouteView(APIView):
 class ItemDecisionsView(APIView):
     """Every routing decision of an item, oldest first (re-routings supersede)."""
 
-    @extend_schema(responses=DecisionSerializer(many=True))
+    @extend_schema(
+        responses=inline_serializer(
+            "ItemDecisions",
+            {
+                "item": serializers.IntegerField(),
+                "route": serializers.ChoiceField(choices=Item.Route.choices),
+                "decisions": DecisionSerializer(many=True),
+            },
+        )
+    )
     def get(self, request: Request, project_id: int, item_id: int) -> Response:
         project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
         item = selectors.item_get(project=project, item_id=item_id)

@@ -48,6 +48,12 @@ class TestService:
             other.pk
         ]
 
+    def test_a_capped_manager_does_not_count_as_the_other_manager(self, project, manager):
+        demoted = UserFactory(role=Role.ANNOTATOR)
+        MembershipFactory(project=project, user=demoted, role=Membership.Role.MANAGER)
+        with pytest.raises(InvalidInput, match="last manager"):
+            services.membership_remove(project=project, user=manager)
+
     def test_changes_are_recorded(self, project, manager):
         user = UserFactory(role=Role.MANAGER)
         services.membership_set(project=project, user=user, role="annotator", changed_by=manager)

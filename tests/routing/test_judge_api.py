@@ -21,7 +21,7 @@ JUDGE = {
 
 @pytest.fixture
 def judge(db):
-    return services.judge_create(name="j1", provider="openai", model="m", api_key_env="K")
+    return services.judge_create(name="j1", provider="openai", model="m", api_key_env="J1_API_KEY")
 
 
 @pytest.fixture

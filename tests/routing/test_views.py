@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def run(project):
-    judge = services.judge_create(name="j1", provider="openai", model="m", api_key_env="K")
+    judge = services.judge_create(name="j1", provider="openai", model="m", api_key_env="J1_API_KEY")
     items = make_items(project, 1)
     run = services.judge_run_create(project=project, judge=judge, enqueue=False)
     Annotation.objects.create(
