@@ -7,7 +7,6 @@ from accounts.models import Role
 from annotation.models import Membership
 from exports.preferences import preferences_recompute
 from tandem.celery import app as celery_app
-from tests.browser.conftest import browser, page, screenshot  # noqa: F401
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.routing.factories import item_with_labels
 
@@ -15,14 +14,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def eager(settings):
+def eager(settings, tmp_path):
+    settings.EXPORTS_ROOT = tmp_path / "exports"
     settings.CELERY_TASK_ALWAYS_EAGER = True
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = False
 
 
-def test_new_snapshot_with_live_preview(page, live_server, screenshot, eager):  # noqa: F811
+def test_new_snapshot_with_live_preview(page, live_server, screenshot, eager):
     boss = UserFactory(username="boss", role=Role.MANAGER)
     project = ProjectFactory(overlap=1)
     MembershipFactory(project=project, user=boss, role=Membership.Role.MANAGER)
