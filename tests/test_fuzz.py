@@ -10,7 +10,6 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from routing.judge_models import Judge, JudgeRun
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
@@ -18,6 +17,7 @@ from accounts.models import Role
 from accounts.services import user_token
 from annotation.assignment import assignment_next
 from annotation.models import ImportJob, Membership
+from routing.judges.models import Judge, JudgeRun
 from tests.factories import (
     AnnotationFactory,
     ItemFactory,

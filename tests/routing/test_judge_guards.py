@@ -5,9 +5,9 @@ private ones; unknown judge fields are refused."""
 import socket
 
 import pytest
-from routing.judge_models import Judge
 
 from routing.judges import guards, services
+from routing.judges.models import Judge
 from routing.judges.providers import JudgeConfigError, client_for_judge, judge_api_key
 from tandem.errors import InvalidInput
 from tests.factories import ProjectFactory
@@ -151,7 +151,7 @@ def test_credentials_of_an_old_judge_are_not_shown(api, manager, project):
     judge = Judge.objects.create(
         name="old", provider="openai", model="m", base_url="https://u:secret@api.example.com/v1"
     )
-    from routing.judge_models import JudgeRun
+    from routing.judges.models import JudgeRun
 
     JudgeRun.objects.create(
         project=project, judge=judge, judge_config={"base_url": judge.base_url, "name": "old"}
