@@ -519,3 +519,11 @@ def test_pipeline_command(project, sent):
             "pipeline", project.slug, "--wait", "--timeout", "0.2", "--interval", "0.05",
             stdout=io.StringIO(),
         )  # fmt: skip
+
+
+def test_routing_work_in_the_admin(client, admin_user, project, sent):
+    human_policy(project)
+    loop.routing_work_request(project_id=project.pk, reason="test")
+    client.force_login(admin_user)
+    page = client.get("/admin/routing/routingwork/")
+    assert page.status_code == 200 and "queued" in page.content.decode()
