@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.selectors import project_get_for_user
-from routing.router import fitting, route, selectors
+from routing.router import fitting, loop, route, selectors
 from routing.router.models import RoutingDecision, RoutingPolicy
 
 
@@ -113,7 +113,7 @@ class RoutingDryRunView(APIView):
 
 
 class RouteView(APIView):
-    """Route the project's unrouted items now."""
+    """Route the project's unrouted items now (the loop then asks the judges for them)."""
 
     @extend_schema(
         request=None,
@@ -127,7 +127,7 @@ class RouteView(APIView):
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
-        result = route.project_route(project=project)
+        result = loop.project_route_now(project=project)
         return Response({"routed": len(result.decisions), "targets": result.counts()})
 
 

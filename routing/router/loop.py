@@ -187,6 +187,15 @@ def project_advance(*, project: Project) -> Advance:
     return done
 
 
+def project_route_now(*, project: Project) -> route.RouteResult:
+    """ "Route now" (a manager's button): route the unrouted items in the request, then let the
+    loop take it from there (automatic judge runs for what went to the judges)."""
+    result = route.project_route(project=project)
+    if result.decisions:
+        routing_work_request(project_id=project.pk, reason="routed now")
+    return result
+
+
 def open_runs(*, project: Project, judges: list[str]):
     return JudgeRun.objects.filter(
         project=project, judge__name__in=judges, status__in=JudgeRun.OPEN

@@ -527,3 +527,16 @@ def test_routing_work_in_the_admin(client, admin_user, project, sent):
     client.force_login(admin_user)
     page = client.get("/admin/routing/routingwork/")
     assert page.status_code == 200 and "queued" in page.content.decode()
+
+
+def test_route_now_routes_in_the_request_and_hands_on_to_the_loop(
+    project, manager, api, sent, django_capture_on_commit_callbacks
+):
+    route.routing_policy_set(
+        project=project, name="all_judge", judges=["g"], budget_count=0, calibration_share=0
+    )
+    ItemFactory(project=project)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api(manager).post(f"/api/v1/projects/{project.id}/routing/route/")
+    assert response.json() == {"routed": 1, "targets": {"human": 0, "judge": 1, "both": 0}}
+    assert sent == [project.pk]  # the loop asks the judges for the routed item
