@@ -540,3 +540,23 @@ def test_route_now_routes_in_the_request_and_hands_on_to_the_loop(
         response = api(manager).post(f"/api/v1/projects/{project.id}/routing/route/")
     assert response.json() == {"routed": 1, "targets": {"human": 0, "judge": 1, "both": 0}}
     assert sent == [project.pk]  # the loop asks the judges for the routed item
+
+
+def test_people_wait_for_routing_on_a_project_with_a_policy(project, annotator, sent):
+    from annotation.assignment import assignment_next
+
+    item = ItemFactory(project=project)
+    human_policy(project)
+    project.refresh_from_db()
+    assert assignment_next(project=project, user=annotator) is None  # unrouted: not yet
+    project_route_task.run(project.pk)
+    project.refresh_from_db()
+    lease = assignment_next(project=project, user=annotator)
+    assert lease is not None and lease.item_id == item.pk
+
+
+def test_without_a_policy_people_get_unrouted_items(project, annotator):
+    from annotation.assignment import assignment_next
+
+    item = ItemFactory(project=project)
+    assert assignment_next(project=project, user=annotator).item_id == item.pk
