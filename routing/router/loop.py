@@ -152,7 +152,13 @@ def routing_work_execute(*, project_id: int) -> dict[str, Any]:
     while True:
         project = Project.objects.filter(pk=project_id).first()
         if project is not None:
-            out.append(project_advance(project=project).as_dict())
+            try:
+                out.append(project_advance(project=project).as_dict())
+            except Exception as exc:
+                # Recorded here as well as by the task's on_failure, so that a project run by
+                # an eager Celery (the embedded shape, tests) never stays "running" either.
+                routing_work_fail(project_id=project_id, error=f"{type(exc).__name__}: {exc}")
+                raise
         with transaction.atomic():
             work = _work_locked(project_id)
             if work.again:

@@ -560,3 +560,15 @@ def test_without_a_policy_people_get_unrouted_items(project, annotator):
 
     item = ItemFactory(project=project)
     assert assignment_next(project=project, user=annotator).item_id == item.pk
+
+
+def test_the_routing_work_records_a_failure_even_without_on_failure(project, sent):
+    human_policy(project)
+    loop.routing_work_request(project_id=project.pk, reason="test")
+    with (
+        mock.patch.object(loop, "project_advance", side_effect=KeyError("k")),
+        pytest.raises(KeyError),
+    ):
+        loop.routing_work_execute(project_id=project.pk)
+    work = RoutingWork.objects.get(project=project)
+    assert work.status == "failed" and work.error == "KeyError: 'k'"
