@@ -5,6 +5,7 @@ A ``Preference`` is derived data: ``exports.preferences.preferences_recompute`` 
 the item's annotations at any time, so nothing here is ever the only copy of a label.
 """
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -85,3 +86,52 @@ class Preference(models.Model):
     @property
     def resolved(self) -> bool:
         return self.choice is not None
+
+
+class Snapshot(models.Model):
+    """An immutable export: parameters, files under ``EXPORTS_ROOT``, counts, checksums.
+
+    Built once by a Celery task (``exports.snapshots.snapshot_build``); every status change
+    goes through ``snapshots.snapshot_transition``. Nothing changes after ``done``; deleting the
+    snapshot deletes its files.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Building"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="snapshots")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    format = models.CharField(max_length=32)
+    file_format = models.CharField(max_length=16)
+    params = models.JSONField(
+        default=dict, help_text="filters, splits, seed, style, pairs (as checked)."
+    )
+    folder = models.CharField(
+        max_length=200, blank=True, help_text="Relative to EXPORTS_ROOT; set once built."
+    )
+    files = models.JSONField(default=list, help_text="[{path, bytes, sha256}]")
+    rows = models.JSONField(default=dict, help_text="Rows per split.")
+    items_total = models.PositiveIntegerField(null=True, blank=True)
+    manifest = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["project", "id"], name="snapshot_project_id")]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.pk} of {self.project_id} ({self.format}/{self.file_format})"

@@ -23,3 +23,10 @@ def on_labels_added(sender: Any, *, project_id: int, item_ids: list[int] | None,
         logger.error(
             "could not enqueue the preference recompute of project %s: %s", project_id, exc
         )
+
+
+def on_snapshot_deleted(sender: Any, instance: Any, **_: Any) -> None:
+    """A deleted snapshot (by the API, the admin or its project's deletion) takes its files."""
+    from .snapshots import snapshot_files_remove
+
+    snapshot_files_remove(instance)

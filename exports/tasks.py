@@ -47,3 +47,35 @@ def preferences_recompute_task(
     if project is None:
         return None
     return preferences_recompute(project=project, item_ids=item_ids).to_dict()
+
+
+class _SnapshotTask(Task):
+    """A snapshot build that fails for good ends the snapshot failed, with the reason."""
+
+    abstract = True
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        from .snapshots import snapshot_fail
+
+        snapshot_id = kwargs.get("snapshot_id", args[0] if args else None)
+        logger.error("snapshot %s failed: %s: %s", snapshot_id, type(exc).__name__, exc)
+        if snapshot_id is not None:
+            snapshot_fail(snapshot_id=snapshot_id, reason=f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(
+    bind=True,
+    base=_SnapshotTask,
+    name="exports.tasks.snapshot_build_task",
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    max_retries=2,
+    retry_backoff=True,
+)
+def snapshot_build_task(self, snapshot_id: int) -> str | None:
+    """Build a snapshot. Idempotent: a done or failed snapshot is left as it is; a redelivered
+    one (its worker died) is built again from the start."""
+    from .snapshots import snapshot_build
+
+    snapshot = snapshot_build(snapshot_id=snapshot_id)
+    return snapshot.status if snapshot else None

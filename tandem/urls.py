@@ -62,6 +62,7 @@ urlpatterns = [
         name="project-import-job",
     ),
     *routing_urls.page_urlpatterns,
+    *exports_urls.page_urlpatterns,
     path(
         "projects/<int:project_id>/judge-runs/",
         judge_views.judge_run_list,
