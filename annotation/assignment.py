@@ -34,7 +34,8 @@ from tandem.errors import Conflict, InvalidInput, NotFound
 from tandem.inputs import text_problem
 
 from . import policies
-from .models import HUMAN_ROUTES, Annotation, Assignment, Item, Membership, Project
+from .models import Annotation, Assignment, Item, Membership, Project
+from .routes import people_routes
 from .schema import letters
 from .signals import send_labels_added
 
@@ -46,8 +47,10 @@ _rng = random.SystemRandom()
 
 
 def item_queue(*, project: Project, gold: bool) -> QuerySet[Item]:
-    """Items of ``project`` that people may be given (routing decides; see ``HUMAN_ROUTES``)."""
-    return Item.objects.filter(project=project, route__in=HUMAN_ROUTES, gold__isnull=not gold)
+    """Items of ``project`` that people may be given (routing decides; see ``people_routes``)."""
+    return Item.objects.filter(
+        project=project, route__in=people_routes(project), gold__isnull=not gold
+    )
 
 
 def _load():

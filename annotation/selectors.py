@@ -22,7 +22,6 @@ from tandem.errors import Forbidden, NotFound
 
 from . import policies
 from .models import (
-    HUMAN_ROUTES,
     Annotation,
     Assignment,
     ImportJob,
@@ -31,6 +30,7 @@ from .models import (
     MembershipChange,
     Project,
 )
+from .routes import people_routes
 
 
 def project_list_for_user(*, user: User) -> QuerySet[Project]:
@@ -94,7 +94,7 @@ def workspace_progress(*, project: Project, user: User) -> dict[str, int]:
         annotator=user, project=project, source=Annotation.Source.HUMAN
     ).aggregate(total=Count("id"), today=Count("id", filter=Q(created_at__gte=today)))
     left = (
-        Item.objects.filter(project=project, route__in=HUMAN_ROUTES, gold__isnull=True)
+        Item.objects.filter(project=project, route__in=people_routes(project), gold__isnull=True)
         .filter(human_done__lt=project.overlap)
         .aggregate(items=Count("id"), labels=Sum(project.overlap - F("human_done")))
     )

@@ -23,6 +23,12 @@ items_added = Signal()
 # as touched).
 labels_added = Signal()
 
+# Asked, not announced (``unrouted_items_held``): may people be given the project's unrouted
+# items? kwargs: ``project_id``. A receiver answers True when they must wait for routing (the
+# router: the project has an active routing policy, so its budget decides who labels them).
+# Without any receiver saying so, unrouted items go to people (projects without a policy).
+unrouted_held = Signal()
+
 # Above this many items a labels_added names no ids (None): a whole-project recompute is cheaper
 # than a list of a million ids in memory.
 MAX_NAMED_ITEMS = 10_000
@@ -49,3 +55,9 @@ def send_labels_added(*, project_id: int, source: str, item_ids: Iterable[int] |
             sender="annotation", project_id=project_id, source=source, item_ids=ids
         )
     )
+
+
+def unrouted_items_held(*, project_id: int) -> bool:
+    """Whether the project's unrouted items wait for routing instead of going to people."""
+    responses = unrouted_held.send(sender="annotation", project_id=project_id)
+    return any(answer is True for _, answer in responses)

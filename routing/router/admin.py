@@ -7,6 +7,7 @@ from routing.router.models import (
     RoutingBudget,
     RoutingDecision,
     RoutingPolicy,
+    RoutingWork,
 )
 
 
@@ -88,4 +89,19 @@ class ItemFeaturesAdmin(admin.ModelAdmin):
     raw_id_fields = ["item"]
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RoutingWork)
+class RoutingWorkAdmin(admin.ModelAdmin):
+    """The router's background work per project (read-only: ``routing.router.loop`` owns it)."""
+
+    list_display = ["project", "status", "again", "runs", "requested_at", "finished_at"]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in RoutingWork._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

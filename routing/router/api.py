@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from annotation.models import Item
 from annotation.selectors import project_get_for_user
-from routing.router import fitting, route, selectors
+from routing.router import fitting, loop, route, selectors
 from routing.router.models import RoutingDecision, RoutingPolicy
 
 
@@ -125,7 +125,7 @@ class RoutingDryRunView(APIView):
 
 
 class RouteView(APIView):
-    """Route the project's unrouted items now."""
+    """Route the project's unrouted items now (the loop then asks the judges for them)."""
 
     @extend_schema(
         request=None,
@@ -139,7 +139,7 @@ class RouteView(APIView):
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
-        result = route.project_route(project=project)
+        result = loop.project_route_now(project=project)
         return Response({"routed": len(result.decisions), "targets": result.counts()})
 
 

@@ -152,7 +152,13 @@ def routing_work_execute(*, project_id: int) -> dict[str, Any]:
     while True:
         project = Project.objects.filter(pk=project_id).first()
         if project is not None:
-            out.append(project_advance(project=project).as_dict())
+            try:
+                out.append(project_advance(project=project).as_dict())
+            except Exception as exc:
+                # Recorded here as well as by the task's on_failure, so that a project run by
+                # an eager Celery (the embedded shape, tests) never stays "running" either.
+                routing_work_fail(project_id=project_id, error=f"{type(exc).__name__}: {exc}")
+                raise
         with transaction.atomic():
             work = _work_locked(project_id)
             if work.again:
@@ -185,6 +191,15 @@ def project_advance(*, project: Project) -> Advance:
         )
         done.runs[name] = run.pk if run else None
     return done
+
+
+def project_route_now(*, project: Project) -> route.RouteResult:
+    """ "Route now" (a manager's button): route the unrouted items in the request, then let the
+    loop take it from there (automatic judge runs for what went to the judges)."""
+    result = route.project_route(project=project)
+    if result.decisions:
+        routing_work_request(project_id=project.pk, reason="routed now")
+    return result
 
 
 def open_runs(*, project: Project, judges: list[str]):

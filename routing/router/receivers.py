@@ -1,4 +1,5 @@
-"""The router's receivers: what makes the hybrid loop turn (``routing.router.loop``).
+"""The router's receivers: what makes the hybrid loop turn (``routing.router.loop``), and the
+answer to annotation's question whether unrouted items wait for routing.
 
 Connected in ``RoutingConfig.ready``. Both signals are sent after their transaction committed;
 the receivers only request the project's routing work (a locked row and, at most, one message),
@@ -26,3 +27,9 @@ def on_run_finished(sender: Any, *, project_id: int, run_id: int, status: str, *
 
     if _has_policy(project_id):
         routing_work_request(project_id=project_id, reason=f"judge run {run_id} {status}")
+
+
+def on_unrouted_held(sender: Any, *, project_id: int, **_: Any) -> bool:
+    """People wait for the router on a project with a policy: its budget decides who labels
+    each item, so an item is not given to anyone before it is routed."""
+    return _has_policy(project_id)

@@ -519,3 +519,56 @@ def test_pipeline_command(project, sent):
             "pipeline", project.slug, "--wait", "--timeout", "0.2", "--interval", "0.05",
             stdout=io.StringIO(),
         )  # fmt: skip
+
+
+def test_routing_work_in_the_admin(client, admin_user, project, sent):
+    human_policy(project)
+    loop.routing_work_request(project_id=project.pk, reason="test")
+    client.force_login(admin_user)
+    page = client.get("/admin/routing/routingwork/")
+    assert page.status_code == 200 and "queued" in page.content.decode()
+
+
+def test_route_now_routes_in_the_request_and_hands_on_to_the_loop(
+    project, manager, api, sent, django_capture_on_commit_callbacks
+):
+    route.routing_policy_set(
+        project=project, name="all_judge", judges=["g"], budget_count=0, calibration_share=0
+    )
+    ItemFactory(project=project)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api(manager).post(f"/api/v1/projects/{project.id}/routing/route/")
+    assert response.json() == {"routed": 1, "targets": {"human": 0, "judge": 1, "both": 0}}
+    assert sent == [project.pk]  # the loop asks the judges for the routed item
+
+
+def test_people_wait_for_routing_on_a_project_with_a_policy(project, annotator, sent):
+    from annotation.assignment import assignment_next
+
+    item = ItemFactory(project=project)
+    human_policy(project)
+    project.refresh_from_db()
+    assert assignment_next(project=project, user=annotator) is None  # unrouted: not yet
+    project_route_task.run(project.pk)
+    project.refresh_from_db()
+    lease = assignment_next(project=project, user=annotator)
+    assert lease is not None and lease.item_id == item.pk
+
+
+def test_without_a_policy_people_get_unrouted_items(project, annotator):
+    from annotation.assignment import assignment_next
+
+    item = ItemFactory(project=project)
+    assert assignment_next(project=project, user=annotator).item_id == item.pk
+
+
+def test_the_routing_work_records_a_failure_even_without_on_failure(project, sent):
+    human_policy(project)
+    loop.routing_work_request(project_id=project.pk, reason="test")
+    with (
+        mock.patch.object(loop, "project_advance", side_effect=KeyError("k")),
+        pytest.raises(KeyError),
+    ):
+        loop.routing_work_execute(project_id=project.pk)
+    work = RoutingWork.objects.get(project=project)
+    assert work.status == "failed" and work.error == "KeyError: 'k'"
