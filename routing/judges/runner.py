@@ -64,8 +64,9 @@ FLUSH_EVERY_SECONDS = 0.5
 FLUSH_EVERY_RESULTS = 512
 CANCEL_CHECK_SECONDS = 0.5
 HEARTBEAT_SECONDS = 5.0
-# How long a resumed run waits for the lock of a worker that just died: PostgreSQL frees a
+# How long an executor waits for the lock of a worker that just died: PostgreSQL frees a
 # session's advisory locks once it sees the client gone, which takes up to the query in flight.
+# A live holder is recognised sooner, by its heartbeat moving on.
 LOCK_WAIT_SECONDS = 20.0
 
 ClientFactory = Callable[[Judge], JudgeClient]
@@ -559,13 +560,16 @@ def _stale_before() -> Any:
 
 
 @contextmanager
-def _run_lock(run_id: int, *, wait: float = 0.0) -> Iterator[bool]:
+def _run_lock(
+    run_id: int, *, wait: float = 0.0, holder_alive: Callable[[], bool] | None = None
+) -> Iterator[bool]:
     """One executor per run.
 
     PostgreSQL: a session advisory lock, released when this worker ends the run or dies (its
     connection closes). While another session holds it, try again for up to ``wait`` seconds
-    (a worker killed a moment ago still holds it until the server notices), then give up:
-    False, the run is left to its live worker.
+    (a worker killed a moment ago still holds it until the server notices), unless
+    ``holder_alive()`` says the holder is alive (its heartbeat moved on); then give up: False,
+    the run is left to its live worker.
 
     Other databases (the embedded SQLite shape): the run is claimed by its heartbeat, atomically:
     a running run whose heartbeat is fresh belongs to a live worker (False); one whose heartbeat
@@ -581,6 +585,8 @@ def _run_lock(run_id: int, *, wait: float = 0.0) -> Iterator[bool]:
             cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
             locked = cursor.fetchone()[0]
             if locked or time.monotonic() >= deadline:
+                break
+            if holder_alive is not None and holder_alive():
                 break
             time.sleep(0.2)
     try:
@@ -627,10 +633,20 @@ def judge_run_is_executing(*, run_id: int) -> bool:
     return not locked
 
 
-def _lock_wait(run_id: int) -> float:
-    """Wait for the lock only when the run looks abandoned (running, no fresh heartbeat) or is
-    about to start: a live worker beats every few seconds and is left alone at once."""
-    return 0.0 if judge_run_has_heartbeat(run_id=run_id) else LOCK_WAIT_SECONDS
+def _heartbeat_moves(run_id: int) -> Callable[[], bool]:
+    """A test of whether the run's heartbeat has moved since now: a live executor beats every
+    HEARTBEAT_SECONDS; a killed one never again, whatever its lock still says."""
+    first = JudgeRun.objects.filter(pk=run_id).values_list("heartbeat_at", flat=True).first()
+    checked = [time.monotonic()]
+
+    def moved() -> bool:
+        if time.monotonic() - checked[0] < 1.0:  # ask the database once a second
+            return False
+        checked[0] = time.monotonic()
+        now = JudgeRun.objects.filter(pk=run_id).values_list("heartbeat_at", flat=True).first()
+        return now is not None and now != first
+
+    return moved
 
 
 def judge_run_execute(
@@ -647,7 +663,7 @@ def judge_run_execute(
     calls in flight, at most one per core, and more than one only for the SDK clients (a shard
     in another process builds its own client with ``client_factory``).
     """
-    with _run_lock(run_id, wait=_lock_wait(run_id)) as locked:
+    with _run_lock(run_id, wait=LOCK_WAIT_SECONDS, holder_alive=_heartbeat_moves(run_id)) as locked:
         if not locked:
             logger.info("judge run %s is being executed by another worker", run_id)
             return JudgeRun.objects.get(pk=run_id)

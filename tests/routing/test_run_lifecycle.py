@@ -82,7 +82,9 @@ def test_resume_waits_for_the_lock_of_a_worker_that_just_died(run, settings, mon
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="advisory locks are PostgreSQL's")
-def test_a_live_workers_run_is_left_to_it_at_once(run, monkeypatch):
+def test_a_live_workers_run_is_left_to_it(run, monkeypatch):
+    """A duplicate delivery while the executor lives: its heartbeat moves, so the newcomer
+    stops waiting for the lock and leaves the run to it."""
     monkeypatch.setattr(runner, "LOCK_WAIT_SECONDS", 10.0)
     _running(run, heartbeat_age=1)
     held, release = threading.Event(), threading.Event()
@@ -91,7 +93,8 @@ def test_a_live_workers_run_is_left_to_it_at_once(run, monkeypatch):
         with connections["default"].cursor() as cursor:
             cursor.execute("SELECT pg_advisory_lock(%s, %s)", (runner.LOCK_NAMESPACE, run.pk))
             held.set()
-            release.wait(10)
+            while not release.wait(0.3):  # beating, as a live executor does
+                JudgeRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", (runner.LOCK_NAMESPACE, run.pk))
         connections["default"].close()
 
@@ -103,7 +106,7 @@ def test_a_live_workers_run_is_left_to_it_at_once(run, monkeypatch):
     release.set()
     thread.join()
     assert left.status == JudgeRun.Status.RUNNING
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5
 
 
 def test_a_task_that_fails_ends_its_run_incomplete_with_the_reason(run, monkeypatch, settings):
