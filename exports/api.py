@@ -159,6 +159,7 @@ class SnapshotSerializer(serializers.Serializer):
     rows = serializers.DictField(child=serializers.IntegerField())
     files = SnapshotFileSerializer(many=True)
     error = serializers.CharField()
+    stuck = serializers.BooleanField(help_text="queued or building, and its worker went quiet")
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -223,6 +224,18 @@ class SnapshotDetailView(APIView):
         snapshot = snapshots.snapshot_get(project=project, snapshot_id=snapshot_id)
         snapshots.snapshot_delete(snapshot=snapshot)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SnapshotResumeView(APIView):
+    """Queue a stuck snapshot again (``stuck``: its worker died or its message was lost); 409
+    while a live worker builds it or once it has ended."""
+
+    @extend_schema(request=None, responses={202: SnapshotSerializer})
+    def post(self, request: Request, project_id: int, snapshot_id: int) -> Response:
+        project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
+        snapshot = snapshots.snapshot_get(project=project, snapshot_id=snapshot_id)
+        snapshot = snapshots.snapshot_resume(snapshot=snapshot)
+        return Response(snapshots.snapshot_state(snapshot), status=status.HTTP_202_ACCEPTED)
 
 
 class SnapshotFileView(APIView):

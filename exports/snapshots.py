@@ -6,6 +6,12 @@ Lifecycle (``Snapshot.Status``), every change through ``snapshot_transition`` un
        \\         \\-> failed
         \\-> failed
     running -> running   (a redelivered task: the worker died; the build starts over)
+    running (stuck) -> queued   (resumed by a manager: its worker stopped beating)
+    queued (stuck) -> queued    (no worker took it: sent again)
+
+While it builds, the worker beats in the cache at every chunk; a build that has not beaten for
+``TANDEM_JOB_STALE_SECONDS`` (its worker died: SIGKILL, OOM, a lost machine) shows as stuck, and
+``snapshot_resume`` (API and page) queues it again. A live worker's build is never taken over.
 
 The build writes into a private folder under ``EXPORTS_ROOT/.building/`` and renames it into
 place when complete, so a snapshot's folder either holds every file or does not exist. A
@@ -18,6 +24,7 @@ from __future__ import annotations
 import logging
 import shutil
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +48,8 @@ MAX_ATTEMPTS = 3
 
 S = Snapshot.Status
 EDGES: dict[str, set[str]] = {
-    S.QUEUED: {S.RUNNING, S.FAILED},
-    S.RUNNING: {S.RUNNING, S.DONE, S.FAILED},
+    S.QUEUED: {S.RUNNING, S.FAILED, S.QUEUED},
+    S.RUNNING: {S.RUNNING, S.DONE, S.FAILED, S.QUEUED},
     S.DONE: set(),
     S.FAILED: set(),
 }
@@ -55,6 +62,48 @@ def exports_root() -> Path:
 
 def _progress_key(snapshot_id: int) -> str:
     return f"tandem:snapshot:{snapshot_id}:items"
+
+
+def _beat_key(snapshot_id: int) -> str:
+    return f"tandem:snapshot:{snapshot_id}:beat"
+
+
+def _beat(snapshot_id: int) -> None:
+    cache.set(_beat_key(snapshot_id), timezone.now().timestamp(), PROGRESS_TTL)
+
+
+def snapshot_is_stale(snapshot: Snapshot, *, now=None) -> bool:
+    """Whether a queued or building snapshot has gone quiet for TANDEM_JOB_STALE_SECONDS: no
+    worker took it, or its worker stopped beating (it died)."""
+    now = now or timezone.now()
+    quiet = timedelta(seconds=settings.TANDEM_JOB_STALE_SECONDS)
+    if snapshot.status == S.RUNNING:
+        beat = cache.get(_beat_key(snapshot.pk))
+        stamps = [snapshot.started_at]
+        if beat is not None:
+            stamps.append(datetime.fromtimestamp(beat, tz=UTC))
+        last = max(filter(None, stamps), default=snapshot.created_at)
+    elif snapshot.status == S.QUEUED:
+        last = snapshot.created_at
+    else:
+        return False
+    return now - last > quiet
+
+
+def snapshot_resume(*, snapshot: Snapshot) -> Snapshot:
+    """Queue a stuck snapshot again (its worker died, or its message was lost); Conflict while a
+    live worker builds it or once it has ended. The build starts over from the data."""
+    from .tasks import snapshot_build_task  # tasks import this module
+
+    with transaction.atomic():
+        locked = Snapshot.objects.select_for_update().get(pk=snapshot.pk)
+        if locked.status in TERMINAL:
+            raise Conflict(f"This snapshot is {locked.status}; nothing to resume.")
+        if not snapshot_is_stale(locked):
+            raise Conflict("A worker is building this snapshot; wait for it.", code="job_alive")
+        locked = snapshot_transition(snapshot_id=locked.pk, to=S.QUEUED, attempts=0, error="")
+        transaction.on_commit(lambda: snapshot_build_task.delay(locked.pk))
+    return locked
 
 
 def snapshot_transition(*, snapshot_id: int, to: str, **fields: Any) -> Snapshot:
@@ -126,6 +175,8 @@ def snapshot_build(*, snapshot_id: int) -> Snapshot | None:
     snapshot = Snapshot.objects.select_related("project").filter(pk=snapshot_id).first()
     if snapshot is None or snapshot.status in TERMINAL:
         return snapshot
+    if snapshot.status == S.RUNNING and not snapshot_is_stale(snapshot):
+        return snapshot  # a live worker builds it (a duplicate delivery): leave it alone
     if snapshot.attempts >= MAX_ATTEMPTS:
         return snapshot_transition(
             snapshot_id=snapshot_id,
@@ -142,9 +193,11 @@ def snapshot_build(*, snapshot_id: int) -> Snapshot | None:
     building = exports_root() / ".building" / f"{snapshot_id}-{uuid.uuid4().hex}"
     key = _progress_key(snapshot_id)
     cache.set(key, 0, PROGRESS_TTL)
+    _beat(snapshot_id)
 
     def progress(done: int, total: int) -> None:
         cache.set_many({key: done, key + ":total": total}, PROGRESS_TTL)
+        _beat(snapshot_id)
 
     try:
         project = Project.objects.get(pk=snapshot.project_id)
@@ -266,6 +319,7 @@ def snapshot_state(snapshot: Snapshot) -> dict[str, Any]:
             {"path": f["path"], "bytes": f["bytes"], "sha256": f["sha256"]} for f in snapshot.files
         ],
         "error": snapshot.error,
+        "stuck": snapshot_is_stale(snapshot),
         "created_at": snapshot.created_at,
         "started_at": snapshot.started_at,
         "finished_at": snapshot.finished_at,

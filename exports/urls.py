@@ -24,6 +24,11 @@ api_urlpatterns = [
         name="project-snapshot",
     ),
     path(
+        "projects/<int:project_id>/snapshots/<int:snapshot_id>/resume/",
+        api.SnapshotResumeView.as_view(),
+        name="project-snapshot-resume",
+    ),
+    path(
         "projects/<int:project_id>/snapshots/<int:snapshot_id>/files/<path:path>",
         api.SnapshotFileView.as_view(),
         name="project-snapshot-file",
@@ -41,6 +46,11 @@ page_urlpatterns = [
         "projects/<int:project_id>/snapshots/<int:snapshot_id>/",
         views.snapshot_row,
         name="snapshots-row",
+    ),
+    path(
+        "projects/<int:project_id>/snapshots/<int:snapshot_id>/resume/",
+        views.snapshot_resume,
+        name="snapshots-resume",
     ),
     path(
         "projects/<int:project_id>/snapshots/<int:snapshot_id>/delete/",

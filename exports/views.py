@@ -111,6 +111,17 @@ def snapshot_row(request: HttpRequest, project_id: int, snapshot_id: int) -> Htt
 
 @login_required
 @require_POST
+def snapshot_resume(request: HttpRequest, project_id: int, snapshot_id: int) -> HttpResponse:
+    """Queue a stuck snapshot again; answers its row (polling again)."""
+    project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
+    snapshot = snapshots.snapshot_get(project=project, snapshot_id=snapshot_id)
+    snapshot = snapshots.snapshot_resume(snapshot=snapshot)
+    context = {"project": project, "s": snapshots.snapshot_state(snapshot)}
+    return render(request, TEMPLATE + "#snapshot-row", context)
+
+
+@login_required
+@require_POST
 def snapshot_remove(request: HttpRequest, project_id: int, snapshot_id: int) -> HttpResponse:
     project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
     snapshot = snapshots.snapshot_get(project=project, snapshot_id=snapshot_id)

@@ -4,10 +4,12 @@ status, download, delete; managers of the project only), the manager page and th
 import hashlib
 import io
 import json
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from annotation.models import Membership
 from exports import snapshots
@@ -109,12 +111,51 @@ def test_a_build_interrupted_too_often_gives_up(project, pairwise):
 
 
 def test_a_redelivered_build_starts_over(project, pairwise):
+    """Delivered again after its worker died (no beat for TANDEM_JOB_STALE_SECONDS)."""
     snapshot = snapshots.snapshot_create(
         project=project, user=None, format="raw", file_format="jsonl"
     )
-    Snapshot.objects.filter(pk=snapshot.pk).update(status="running", attempts=1)
+    long_ago = timezone.now() - timedelta(hours=1)
+    Snapshot.objects.filter(pk=snapshot.pk).update(
+        status="running", attempts=1, started_at=long_ago, created_at=long_ago
+    )
     done = snapshots.snapshot_build(snapshot_id=snapshot.pk)
     assert done.status == "done" and done.attempts == 2
+
+
+def test_a_live_build_is_never_taken_over(project, pairwise):
+    """A duplicate delivery while the first worker still beats leaves the build to it."""
+    snapshot = snapshots.snapshot_create(
+        project=project, user=None, format="raw", file_format="jsonl"
+    )
+    Snapshot.objects.filter(pk=snapshot.pk).update(
+        status="running", attempts=1, started_at=timezone.now()
+    )
+    left = snapshots.snapshot_build(snapshot_id=snapshot.pk)
+    assert left.status == "running" and left.attempts == 1
+    with pytest.raises(Conflict):
+        snapshots.snapshot_resume(snapshot=left)
+
+
+def test_a_stuck_snapshot_is_resumed_through_the_api(
+    api, project, manager, annotator, pairwise, eager, django_capture_on_commit_callbacks
+):
+    snapshot = snapshots.snapshot_create(
+        project=project, user=None, format="raw", file_format="jsonl"
+    )
+    path = url(project, snapshot.pk, "resume")
+    Snapshot.objects.filter(pk=snapshot.pk).update(status="running", started_at=timezone.now())
+    assert api(manager).post(path).status_code == 409  # its worker is alive
+    long_ago = timezone.now() - timedelta(hours=1)
+    Snapshot.objects.filter(pk=snapshot.pk).update(started_at=long_ago, created_at=long_ago)
+    assert api(manager).get(url(project, snapshot.pk)).json()["stuck"] is True
+    assert api(annotator).post(path).status_code == 403
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api(manager).post(path)
+    assert response.status_code == 202
+    # eager Celery: queued again, then built at once
+    assert Snapshot.objects.get(pk=snapshot.pk).status == "done"
+    assert api(manager).post(path).status_code == 409  # done: nothing to resume
 
 
 # --- API ----------------------------------------------------------------------------------
