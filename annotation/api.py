@@ -133,7 +133,12 @@ class ImportInputSerializer(serializers.Serializer):
     )
     format = serializers.ChoiceField(choices=FORMATS, required=False)
     partial = serializers.BooleanField(default=False)
-    preference_source = serializers.ChoiceField(choices=["human", "judge", "none"], default="human")
+    preference_source = serializers.ChoiceField(
+        choices=["human", "judge", "none"],
+        default="none",
+        help_text="who gave TRL rows' chosen/rejected (or completion label): stored as that "
+        "source's label; none (the default) stores no label",
+    )
     background = serializers.BooleanField(
         default=False,
         help_text="import the file on a worker and answer 202 with a job to poll "

@@ -80,7 +80,7 @@ class RowOptions:
 
     task_type: str
     schema: LabelSchema
-    preference_source: str = "human"  # human | judge | none
+    preference_source: str = "none"  # human | judge | none: who gave a TRL row's label
     preference_annotator: str = "dataset"
 
 

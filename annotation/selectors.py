@@ -58,6 +58,15 @@ def remember_role(project: Project, user: User) -> None:
         project._role_for = (user.pk, project._member_role)  # type: ignore[attr-defined]
 
 
+def project_counts(*, project: Project) -> dict[str, int]:
+    """The counters at the top of a project's page: items, human and judge labels."""
+    counts = project.annotations.aggregate(
+        human=Count("id", filter=Q(source=Annotation.Source.HUMAN)),
+        judge=Count("id", filter=Q(source=Annotation.Source.JUDGE)),
+    )
+    return {"items": project.items.count(), **counts}
+
+
 def item_list(*, project: Project) -> QuerySet[Item]:
     return Item.objects.filter(project=project)
 

@@ -12,7 +12,7 @@ from routing.judges import api as judge_api
 from routing.judges import views as judge_views
 
 router = DefaultRouter()
-router.register("projects", annotation_api.ProjectViewSet, basename="project")
+router.register("projects", annotation_api.ProjectViewSet, basename="api-project")
 router.register("annotations", annotation_api.AnnotationViewSet, basename="annotation")
 router.register("import-jobs", annotation_api.ImportJobViewSet, basename="import-job")
 router.register("judges", judge_api.JudgeViewSet, basename="judge")
@@ -53,6 +53,12 @@ urlpatterns = [
     ),
     path(
         "projects/<int:project_id>/import/", annotation_views.project_import, name="project-import"
+    ),
+    path("projects/<int:project_id>/items/", annotation_views.item_list, name="project-items"),
+    path(
+        "projects/<int:project_id>/items/<int:item_id>/",
+        annotation_views.item_detail,
+        name="project-item",
     ),
     path(
         "projects/<int:project_id>/import-jobs/<int:job_id>/",

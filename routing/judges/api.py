@@ -16,7 +16,6 @@ from rest_framework.response import Response
 from annotation import selectors as annotation_selectors
 from routing.judges import selectors, services
 from routing.judges.models import Judge, JudgeRun
-from tandem.errors import Forbidden
 
 
 class JudgeSerializer(serializers.ModelSerializer):
@@ -87,19 +86,24 @@ class ResumeSerializer(serializers.Serializer):
 
 
 class JudgePermission(BasePermission):
-    """Read: managers and admins. Write: admins."""
+    """Read: managers and admins. Write: admins.
+
+    Refusals return False with a ``message`` (DRF answers 403 with it) instead of raising:
+    the browsable API asks permissions again to decide which forms to show, and catches only
+    DRF's own exceptions there.
+    """
+
+    message = "Judges are visible to managers and admins."
 
     def has_permission(self, request: Request, view) -> bool:
         user = request.user
         if not user.is_authenticated:
             return False
         if request.method in ("GET", "HEAD", "OPTIONS"):
-            if not user.is_manager:
-                raise Forbidden("Judges are visible to managers and admins.")
-            return True
-        if not user.is_admin:
-            raise Forbidden("Only admins configure judges.")
-        return True
+            self.message = "Judges are visible to managers and admins."
+            return bool(user.is_manager)
+        self.message = "Only admins configure judges."
+        return bool(user.is_admin)
 
 
 class JudgeViewSet(viewsets.ModelViewSet):

@@ -128,6 +128,7 @@ class ItemFeatures(models.Model):
     computed_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name_plural = "item features"
         constraints = [
             models.UniqueConstraint(fields=["item", "version"], name="item_features_unique")
         ]

@@ -117,9 +117,17 @@
 
   function pickByKey(root, key) {
     var input = $("input[type=radio][data-key='" + key + "']", root);
-    if (input) { input.checked = true; input.dispatchEvent(new Event("change", { bubbles: true })); input.focus(); }
+    if (input) { input.checked = true; input.focus(); input.dispatchEvent(new Event("change", { bubbles: true })); }
     return !!input;
   }
+
+  // "Other" as a skip reason: the text box takes the focus, so what is typed next is the reason.
+  document.addEventListener("change", function (e) {
+    var radio = e.target;
+    if (!radio.matches || !radio.matches("input[type=radio][name=reason][value=other]") || !radio.checked) { return; }
+    var text = $("input[name=reason_text]", radio.form);
+    if (text) { text.focus(); }
+  });
 
   document.addEventListener("keydown", function (e) {
     if (e.altKey || e.metaKey) { return; }
