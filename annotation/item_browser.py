@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import BooleanField, Count, Exists, F, Func, OuterRef, Q, QuerySet, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce, Substr
 
@@ -29,10 +28,6 @@ PAGE_SIZE = 50
 SNIPPET_CHARS = 160
 TS_CONFIG = "english"
 METADATA_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-# The SQL that the GIN expression indexes are built on: a query must repeat it word for word.
-PROMPT_TSVECTOR = f"to_tsvector('{TS_CONFIG}'::regconfig, {{table}}.prompt)"
-CANDIDATE_TSVECTOR = f"to_tsvector('{TS_CONFIG}'::regconfig, {{table}}.text)"
 
 
 @dataclass
@@ -85,32 +80,88 @@ def _order_disagreement() -> Exists:
     return Exists(first)
 
 
+class TextMatch(Func):
+    """``to_tsvector('english', column) @@ websearch_to_tsquery('english', query)``: the very
+    expression the GIN indexes are built on, so PostgreSQL can use them."""
+
+    output_field = BooleanField()
+
+    def __init__(self, column: str, query: str) -> None:
+        super().__init__(F(column), Value(query))
+
+    def as_sql(self, compiler, connection, **extra_context):
+        column, query = self.source_expressions
+        column_sql, column_params = compiler.compile(column)
+        query_sql, query_params = compiler.compile(query)
+        sql = (
+            f"to_tsvector('{TS_CONFIG}'::regconfig, {column_sql})"
+            f" @@ websearch_to_tsquery('{TS_CONFIG}'::regconfig, {query_sql})"
+        )
+        return sql, [*column_params, *query_params]
+
+
+def _prompt_match(query: str) -> TextMatch:
+    return TextMatch("prompt", query)
+
+
+def _candidate_match(query: str) -> Exists:
+    return Exists(Candidate.objects.filter(item_id=OuterRef("pk")).filter(TextMatch("text", query)))
+
+
 def item_search_filter(query: str) -> Q:
     """Items whose prompt or any candidate matches ``query`` (web-search syntax on PostgreSQL:
-    words, "quoted phrases", -exclusions, or)."""
+    words, "quoted phrases", -exclusions, or). For one filter over a whole queryset; the
+    browser's pages search each side on its own (``_search_page_ids``), which is faster."""
     if not _postgres():
         return Q(prompt__icontains=query) | Q(
             pk__in=Candidate.objects.filter(text__icontains=query).values("item_id")
         )
-    tsquery = f"websearch_to_tsquery('{TS_CONFIG}'::regconfig, %s)"
-    # One id list from both GIN indexes (a UNION, so each side uses its index), then the page.
-    ids = RawSQL(
-        f"SELECT i.id FROM annotation_item i WHERE {PROMPT_TSVECTOR.format(table='i')} @@ {tsquery}"
-        f" UNION SELECT c.item_id FROM annotation_candidate c"
-        f" WHERE {CANDIDATE_TSVECTOR.format(table='c')} @@ {tsquery}",
-        [query, query],
-    )
-    return Q(pk__in=ids)
+    return Q(_prompt_match(query)) | Q(_candidate_match(query))
+
+
+def _search_page_ids(items: QuerySet[Item], query: str, limit: int) -> list[int]:
+    """The first ``limit`` ids (in id order) of ``items`` that match ``query``.
+
+    Prompt matches and candidate matches are asked for separately, each in id order with a
+    LIMIT, so PostgreSQL may use the GIN index (rare words: few rows, then sorted) or walk the
+    primary key and stop after ``limit`` hits (common words); an OR of both would force it to
+    compute every match. The page is the first ``limit`` of the two lists merged.
+    """
+    sides = (items.filter(_prompt_match(query)), items.filter(_candidate_match(query)))
+    ids: set[int] = set()
+    for side in sides:
+        ids.update(side.order_by("pk").values_list("pk", flat=True)[:limit])
+    return sorted(ids)[:limit]
 
 
 def item_browse(
     *, project: Project, filters: ItemFilters, after: int | None = None, limit: int = PAGE_SIZE
 ) -> tuple[list[Item], int | None]:
     """One page of the project's items (oldest first) and the cursor of the next page (None on
-    the last). Two queries: the page, then the label counts of its items."""
-    items = Item.objects.filter(project=project)
-    if filters.q:
+    the last). The page and the label counts of its items: two queries (four with a search)."""
+    items = _filtered(project=project, filters=filters)
+    if after is not None:
+        items = items.filter(pk__gt=after)
+    if filters.q and _postgres():
+        items = Item.objects.filter(pk__in=_search_page_ids(items, filters.q, limit + 1))
+    elif filters.q:
         items = items.filter(item_search_filter(filters.q))
+    page = list(
+        items.order_by("pk")
+        .annotate(snippet=Substr("prompt", 1, SNIPPET_CHARS))
+        .only("pk", "external_id", "route", "gold", "created_at", "project_id")[: limit + 1]
+    )
+    next_after = page[limit - 1].pk if len(page) > limit else None
+    page = page[:limit]
+    counts = _label_counts([item.pk for item in page])
+    for item in page:
+        item.n_human, item.n_judge = counts.get(item.pk, (0, 0))
+    return page, next_after
+
+
+def _filtered(*, project: Project, filters: ItemFilters) -> QuerySet[Item]:
+    """The project's items under every filter but the search."""
+    items = Item.objects.filter(project=project)
     if filters.route:
         items = items.filter(route=filters.route)
     for wanted, source in ((filters.human, "human"), (filters.judge, "judge")):
@@ -135,26 +186,14 @@ def item_browse(
             )
         )
     if filters.meta_key:
-        items = items.annotate(_meta=KT(f"metadata__{filters.meta_key}")).filter(
-            _meta=filters.meta_value
+        items = items.annotate(meta_match=KT(f"metadata__{filters.meta_key}")).filter(
+            meta_match=filters.meta_value
         )
     if filters.created_from:
         items = items.filter(created_at__date__gte=filters.created_from)
     if filters.created_to:
         items = items.filter(created_at__date__lte=filters.created_to)
-    if after is not None:
-        items = items.filter(pk__gt=after)
-    page = list(
-        items.order_by("pk")
-        .annotate(snippet=Substr("prompt", 1, SNIPPET_CHARS))
-        .only("pk", "external_id", "route", "gold", "created_at", "project_id")[: limit + 1]
-    )
-    next_after = page[limit - 1].pk if len(page) > limit else None
-    page = page[:limit]
-    counts = _label_counts([item.pk for item in page])
-    for item in page:
-        item.n_human, item.n_judge = counts.get(item.pk, (0, 0))
-    return page, next_after
+    return items
 
 
 def _label_counts(item_ids: list[int]) -> dict[int, tuple[int, int]]:
