@@ -1,11 +1,11 @@
 """Reads for the manager's item browser: a keyset-paginated, filtered, searchable list of a
 project's items, and everything about one item.
 
-Full-text search runs on PostgreSQL's text search through two GIN expression indexes
-(migration ``0006_item_search_indexes``): ``to_tsvector('english', prompt)`` on items and
-``to_tsvector('english', text)`` on candidates. Expression indexes are kept by PostgreSQL itself
-on every write path (ORM, bulk_create, COPY), so imports need not remember them. Elsewhere
-(SQLite, the embedded shape) search falls back to ``icontains``.
+Full-text search runs on PostgreSQL's text search: items and candidates carry a stored generated
+``search_vector`` column (``to_tsvector('english', prompt)`` / ``(..., text)``) with a GIN index
+each (migration ``0006_item_search_indexes``). PostgreSQL computes them on every write path
+(ORM, bulk_create, COPY), so imports need not remember them. Elsewhere (SQLite, the embedded
+shape) search falls back to ``icontains``.
 
 Pages are keyset pages over ``id`` (``after=<last id>``): page N costs what page 1 costs.
 """
@@ -81,8 +81,9 @@ def _order_disagreement() -> Exists:
 
 
 class TextMatch(Func):
-    """``to_tsvector('english', column) @@ websearch_to_tsquery('english', query)``: the very
-    expression the GIN indexes are built on, so PostgreSQL can use them."""
+    """``<table>.search_vector @@ websearch_to_tsquery('english', query)``: the stored column of
+    migration 0006 (``to_tsvector('english', <column>)``) of the table ``column`` belongs to,
+    with its GIN index. ``column`` (``prompt`` or ``text``) only names the table and its alias."""
 
     output_field = BooleanField()
 
@@ -91,13 +92,13 @@ class TextMatch(Func):
 
     def as_sql(self, compiler, connection, **extra_context):
         column, query = self.source_expressions
-        column_sql, column_params = compiler.compile(column)
+        column_sql, _ = compiler.compile(column)
+        table = column_sql.rsplit(".", 1)[0]
         query_sql, query_params = compiler.compile(query)
         sql = (
-            f"to_tsvector('{TS_CONFIG}'::regconfig, {column_sql})"
-            f" @@ websearch_to_tsquery('{TS_CONFIG}'::regconfig, {query_sql})"
+            f"{table}.search_vector @@ websearch_to_tsquery('{TS_CONFIG}'::regconfig, {query_sql})"
         )
-        return sql, [*column_params, *query_params]
+        return sql, list(query_params)
 
 
 def _prompt_match(query: str) -> TextMatch:
@@ -123,13 +124,12 @@ def _search_page_ids(items: QuerySet[Item], query: str, limit: int) -> list[int]
     """The first ``limit`` ids (in id order) of ``items`` that match ``query``.
 
     Prompt matches and candidate matches are asked for separately, each in id order with a
-    LIMIT, so PostgreSQL may use the GIN index (rare words: few rows, then sorted) or walk the
-    primary key and stop after ``limit`` hits (common words); an OR of both would force it to
-    compute every match. The page is the first ``limit`` of the two lists merged.
+    LIMIT: PostgreSQL then reads the GIN index for a rare query, or walks the items in id order
+    testing the stored vectors for a common one (stopping after ``limit`` hits); an OR of both
+    would make it compute every match. The page is the first ``limit`` of both lists.
     """
-    sides = (items.filter(_prompt_match(query)), items.filter(_candidate_match(query)))
     ids: set[int] = set()
-    for side in sides:
+    for side in (items.filter(_prompt_match(query)), items.filter(_candidate_match(query))):
         ids.update(side.order_by("pk").values_list("pk", flat=True)[:limit])
     return sorted(ids)[:limit]
 
@@ -138,7 +138,7 @@ def item_browse(
     *, project: Project, filters: ItemFilters, after: int | None = None, limit: int = PAGE_SIZE
 ) -> tuple[list[Item], int | None]:
     """One page of the project's items (oldest first) and the cursor of the next page (None on
-    the last). The page and the label counts of its items: two queries (four with a search)."""
+    the last). The page and the label counts of its items: two queries (six with a search)."""
     items = _filtered(project=project, filters=filters)
     if after is not None:
         items = items.filter(pk__gt=after)

@@ -178,3 +178,9 @@ def import_job_list_for_user(*, user: User) -> QuerySet[ImportJob]:
     return ImportJob.objects.filter(
         project__memberships__user=user, project__memberships__role=Membership.Role.MANAGER
     )
+
+
+def member_list(*, project: Project) -> QuerySet[Membership]:
+    return (
+        Membership.objects.filter(project=project).select_related("user").order_by("user__username")
+    )

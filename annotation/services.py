@@ -1,10 +1,13 @@
 """Writes on projects and their members. Reads live in ``selectors.py``."""
 
+import secrets
 from typing import Any
 
 from django.db import transaction
 
-from accounts.models import User
+from accounts.models import Role, User
+from accounts.services import user_create
+from tandem.errors import Conflict, InvalidInput
 
 from .models import Membership, Project
 from .schema import LabelSchema
@@ -68,3 +71,23 @@ def membership_set(*, project: Project, user: User, role: str) -> Membership:
 
 def membership_remove(*, project: Project, user: User) -> None:
     Membership.objects.filter(project=project, user=user).delete()
+
+
+@transaction.atomic
+def member_add(
+    *, project: Project, username: str, role: str, create: bool = False, password: str = ""
+) -> tuple[Membership, str | None]:
+    """Add a user to the project with ``role`` (or change their role). With ``create``, make the
+    account first (its site role follows the project role) and return its password when it was
+    made up here, to be shown once; else the user must exist."""
+    user = User.objects.filter(username=username).first()
+    made_up = None
+    if create:
+        if user is not None:
+            raise Conflict(f"a user named {username!r} exists", details={"username": "exists"})
+        made_up = None if password else secrets.token_urlsafe(12)
+        site_role = Role.MANAGER if role == Membership.Role.MANAGER else Role.ANNOTATOR
+        user = user_create(username=username, role=site_role, password=password or made_up)
+    elif user is None:
+        raise InvalidInput("No such user.", details={"username": "unknown"})
+    return membership_set(project=project, user=user, role=role), made_up

@@ -5,8 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from annotation import api as annotation_api
+from annotation import project_pages, workspace, workspace_api
 from annotation import views as annotation_views
-from annotation import workspace, workspace_api
 from routing import urls as routing_urls
 from routing.judges import api as judge_api
 from routing.judges import views as judge_views
@@ -37,7 +37,22 @@ api_urls = [
 
 urlpatterns = [
     path("", annotation_views.home, name="home"),
+    path("projects/new/", project_pages.project_new, name="project-new"),
     path("projects/<int:project_id>/", annotation_views.project_detail, name="project-detail"),
+    path(
+        "projects/<int:project_id>/settings/",
+        project_pages.project_settings,
+        name="project-settings",
+    ),
+    path(
+        "projects/<int:project_id>/members/", project_pages.project_members, name="project-members"
+    ),
+    path(
+        "projects/<int:project_id>/members/<int:user_id>/",
+        project_pages.project_member_change,
+        name="project-member",
+    ),
+    path("markdown-preview/", project_pages.markdown_preview, name="markdown-preview"),
     path("projects/<int:project_id>/work/", workspace.workspace, name="workspace"),
     path("projects/<int:project_id>/work/next/", workspace.task_next, name="workspace-next"),
     path("projects/<int:project_id>/work/progress/", workspace.progress, name="workspace-progress"),
