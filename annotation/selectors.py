@@ -184,3 +184,25 @@ def member_list(*, project: Project) -> QuerySet[Membership]:
     return (
         Membership.objects.filter(project=project).select_related("user").order_by("user__username")
     )
+
+
+MY_LABELS_PAGE = 50
+
+
+def my_labels_page(
+    *, user: User, before: int | None = None, limit: int = MY_LABELS_PAGE
+) -> tuple[list[Annotation], int | None]:
+    """The user's current labels (not corrected since), newest first: one keyset page and the
+    cursor of the next."""
+    labels = Annotation.objects.filter(
+        annotator=user, source=Annotation.Source.HUMAN, superseded_by__isnull=True
+    )
+    if before is not None:
+        labels = labels.filter(pk__lt=before)
+    page = list(
+        labels.select_related("project", "item")
+        .defer("item__messages", "item__metadata", "raw_output")
+        .order_by("-id")[: limit + 1]
+    )
+    next_before = page[limit - 1].pk if len(page) > limit else None
+    return page[:limit], next_before

@@ -155,6 +155,18 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
     return render(request, "annotation/item_detail.html", context)
 
 
+@login_required
+@require_GET
+def my_labels(request: HttpRequest) -> HttpResponse:
+    """The user's own labels, newest first (the current version of each; ``before`` pages)."""
+    before = request.GET.get("before", "")
+    labels, next_before = selectors.my_labels_page(
+        user=request.user, before=int(before) if before.isdigit() else None
+    )
+    context = {"labels": labels, "next_before": next_before, "paged": bool(before)}
+    return render(request, "annotation/my_labels.html", context)
+
+
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness for load balancers and compose: the database answers."""

@@ -24,6 +24,16 @@ api_urlpatterns = [
 page_urlpatterns = [
     path("projects/<int:project_id>/routing/", views.project_routing, name="routing-project"),
     path(
+        "projects/<int:project_id>/routing/dry-run/",
+        views.routing_dry_run,
+        name="routing-project-dry-run",
+    ),
+    path(
+        "projects/<int:project_id>/routing/route-now/",
+        views.routing_route_now,
+        name="routing-project-route",
+    ),
+    path(
         "projects/<int:project_id>/items/<int:item_id>/routing/",
         views.item_routing,
         name="routing-item",

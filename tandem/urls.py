@@ -61,6 +61,13 @@ urlpatterns = [
         workspace.task_submit,
         name="workspace-submit",
     ),
+    path("projects/<int:project_id>/work/undo/", workspace.task_undo, name="workspace-undo"),
+    path(
+        "projects/<int:project_id>/labels/<int:annotation_id>/correct/",
+        workspace.label_correct,
+        name="workspace-correct",
+    ),
+    path("my-labels/", annotation_views.my_labels, name="my-labels"),
     path(
         "projects/<int:project_id>/work/<int:assignment_id>/skip/",
         workspace.task_skip,
@@ -87,6 +94,11 @@ urlpatterns = [
         name="project-judge-runs",
     ),
     path(
+        "projects/<int:project_id>/judge-runs/estimate/",
+        judge_views.judge_run_estimate_view,
+        name="project-judge-run-estimate",
+    ),
+    path(
         "projects/<int:project_id>/judge-runs/<int:run_id>/",
         judge_views.judge_run_detail,
         name="project-judge-run",
@@ -96,6 +108,10 @@ urlpatterns = [
         judge_views.judge_run_control,
         name="project-judge-run-control",
     ),
+    path("judges/", judge_views.judge_list, name="judge-list"),
+    path("judges/new/", judge_views.judge_edit, name="judge-new"),
+    path("judges/<int:judge_id>/", judge_views.judge_edit, name="judge-edit"),
+    path("judges/<int:judge_id>/test/", judge_views.judge_test, name="judge-test"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

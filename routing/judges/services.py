@@ -98,7 +98,7 @@ def _enqueue(run: JudgeRun) -> None:
     transaction.on_commit(lambda: judge_run_execute.delay(run.pk))
 
 
-def _check_scope_has_items(*, project: Project, scope: str) -> None:
+def check_scope_has_items(*, project: Project, scope: str) -> None:
     """A run with nothing to judge is refused with the reason, not recorded as "completed"."""
     items = Item.objects.filter(project=project)
     if scope == JudgeRun.Scope.ALL:
@@ -146,7 +146,7 @@ def judge_run_create(
     elif item_ids:
         raise InvalidInput("item ids are only for a selection run")
     else:
-        _check_scope_has_items(project=project, scope=scope)
+        check_scope_has_items(project=project, scope=scope)
     run = JudgeRun(
         project=project,
         judge=judge,

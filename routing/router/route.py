@@ -44,6 +44,7 @@ from routing.router.models import (
     RoutingBudget,
     RoutingDecision,
     RoutingPolicy,
+    RoutingPolicyVersion,
 )
 from routing.router.policies import BOTH, HUMAN, JUDGE, Policy, policy_build
 from routing.router.policies.base import RoutePlan
@@ -85,8 +86,20 @@ def routing_policy_set(*, project: Project, **values: Any) -> RoutingPolicy:
         setattr(policy, key, value)
     policy.full_clean()
     policy.save()
+    RoutingPolicyVersion.objects.create(
+        policy=policy,
+        version=policy.version,
+        config={field: getattr(policy, field) for field in POLICY_FIELDS},
+    )
     RoutingBudget.objects.get_or_create(project=project)
     return policy
+
+
+def routing_policy_history(*, project: Project) -> list[RoutingPolicyVersion]:
+    """Every version of the project's policies, newest first."""
+    return list(
+        RoutingPolicyVersion.objects.filter(policy__project=project).order_by("-created_at", "-id")
+    )
 
 
 # Items as the policies see them -----------------------------------------------------------------

@@ -1,0 +1,56 @@
+"""Forms of the judge pages: start a run, add or edit a judge."""
+
+from django import forms
+
+from routing.judges.models import Judge, JudgeRun
+from routing.judges.services import JUDGE_FIELDS
+
+
+class RunStartForm(forms.Form):
+    judge = forms.ModelChoiceField(
+        queryset=Judge.objects.filter(active=True).order_by("name"), to_field_name="name"
+    )
+    scope = forms.ChoiceField(
+        choices=[c for c in JudgeRun.Scope.choices if c[0] != JudgeRun.Scope.SELECTION],
+        initial=JudgeRun.Scope.ROUTED,
+        label="Items",
+    )
+    order_mode = forms.ChoiceField(
+        choices=JudgeRun.OrderMode.choices, initial=JudgeRun.OrderMode.BOTH, label="Orders"
+    )
+    permutations = forms.IntegerField(
+        min_value=1, max_value=24, initial=2, help_text="Listwise: orders per item."
+    )
+    cost_cap = forms.DecimalField(
+        required=False,
+        min_value=0,
+        max_digits=14,
+        decimal_places=6,
+        label="Cost cap (USD)",
+        help_text="The run stops cleanly before spending more; empty: no cap.",
+    )
+    use_cache = forms.BooleanField(required=False, initial=True, label="Reuse cached answers")
+
+    def run_arguments(self) -> dict:
+        return dict(self.cleaned_data)
+
+
+class JudgeForm(forms.ModelForm):
+    """A judge's configuration (admins). Saved through ``services.judge_create/update``."""
+
+    class Meta:
+        model = Judge
+        fields = list(JUDGE_FIELDS)
+        widgets = {
+            "templates": forms.Textarea(attrs={"rows": 4}),
+            "sampling": forms.Textarea(attrs={"rows": 2}),
+        }
+
+
+class TrialForm(forms.Form):
+    item = forms.IntegerField(
+        required=False,
+        min_value=1,
+        label="Item id",
+        help_text="Any project's item; empty: a built-in pairwise example.",
+    )
