@@ -159,5 +159,8 @@ def judge_test(request: HttpRequest, judge_id: int) -> HttpResponse:
             if item is None:
                 form.add_error("item", "No such item.")
         if not form.errors:
-            context["result"] = judge_test_call(judge=judge, item=item)
+            try:
+                context["result"] = judge_test_call(judge=judge, item=item)
+            except ApplicationError as exc:  # e.g. the key's variable is not set
+                context["error"] = exc.message
     return render(request, "routing/judges/judge_form.html#trial", context)
