@@ -19,7 +19,8 @@ HIDDEN_PARAMS = {"known_features"}  # filled by the router, not by people
 
 def _param_field(parameter: inspect.Parameter) -> forms.Field:
     default = parameter.default
-    annotation = str(parameter.annotation)
+    kind = parameter.annotation
+    annotation = kind.__name__ if isinstance(kind, type) else str(kind)
     label = parameter.name.replace("_", " ")
     if isinstance(default, bool) or annotation == "bool":
         return forms.BooleanField(required=False, initial=default, label=label)
