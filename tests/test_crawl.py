@@ -109,6 +109,23 @@ def test_every_linked_page_answers_without_a_500(campaign, role):
 
 
 @pytest.mark.parametrize("role", ["admin", "manager", "annotator"])
+def test_pages_link_to_pages_not_to_the_api(campaign, role):
+    """No link on a page leads into the JSON API, but the API's docs (names the page routes
+    share with DRF's router resolve to the API: ``project-detail``, then ``judge-list``)."""
+    client = client_for(campaign[role])
+    for url, code in crawl(client, "/").items():
+        if code != 200 or url.startswith("/api/"):
+            continue
+        html = client.get(url).content.decode()
+        api_links = [
+            h
+            for h in HREF.findall(html)
+            if h.startswith("/api/v1/") and not h.startswith("/api/v1/docs/")
+        ]
+        assert api_links == [], (url, api_links)
+
+
+@pytest.mark.parametrize("role", ["admin", "manager", "annotator"])
 def test_links_to_a_project_open_its_page_not_the_api(campaign, role):
     """Regression: the page and DRF's router both named ``project-detail``."""
     client = client_for(campaign[role])

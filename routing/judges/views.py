@@ -136,7 +136,7 @@ def judge_edit(request: HttpRequest, judge_id: int | None = None) -> HttpRespons
             form.add_error(None, exc.message)
         else:
             messages.success(request, f"Judge {judge.name} saved.")
-            return redirect("judge-edit", judge_id=judge.pk)
+            return redirect("judges-page-edit", judge_id=judge.pk)
     context = {"form": form, "judge": judge, "trial_form": TrialForm()}
     status = 400 if form.is_bound and form.errors else 200
     return render(request, "routing/judges/judge_form.html", context, status=status)
