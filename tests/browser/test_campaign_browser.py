@@ -198,7 +198,7 @@ def test_judges_and_a_run_from_the_browser(page, live_server, eager, shot, monke
         page.wait_for_selector("text=Judge fake-gpt saved.")
         page.click("button:text('Send one item')")
         page.wait_for_selector("[data-testid=trial-cost]")
-        assert "A better" in page.inner_text("#trial-result")  # the built-in example
+        assert "B better" in page.inner_text("#trial-result")  # the fake judge: the longer
         shot(page, "judge-test-call")
 
         page.goto(f"{base}/projects/{project.pk}/judge-runs/")
