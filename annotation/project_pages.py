@@ -86,7 +86,8 @@ def project_members(request: HttpRequest, project_id: int) -> HttpResponse:
         except ApplicationError as exc:
             form.add_error("username", exc.message)
         else:
-            messages.success(request, f"{membership.user.username} is now a {membership.role}.")
+            role = membership.get_role_display().lower()
+            messages.success(request, f"{membership.user.username} is a member now ({role}).")
             if password is None:
                 return redirect("project-members", project_id=project.pk)
             form = MemberAddForm()
@@ -117,5 +118,5 @@ def project_member_change(request: HttpRequest, project_id: int, user_id: int) -
         if role not in Membership.Role.values:
             raise InvalidInput("Choose a role.")
         services.membership_set(project=project, user=member, role=role)
-        messages.success(request, f"{member.username} is now a {role}.")
+        messages.success(request, f"{member.username} is now {role} here.")
     return redirect("project-members", project_id=project.pk)
