@@ -131,3 +131,17 @@ def test_only_the_labeller_may_correct(project, annotator, manager, outsider):
     response = client_for(manager).post(url, {"verdict": "L", "idempotency_key": "m"})
     assert response.status_code == 404 and Annotation.objects.count() == 1
     assert Client().get("/my-labels/").status_code == 302
+
+
+def test_undo_is_for_members_only(project, annotator, outsider):
+    ItemFactory(project=project)
+    label(project, annotator)
+    url = f"/projects/{project.pk}/work/undo/"
+    assert client_for(outsider).post(url, HTTP_HX_REQUEST="true").status_code == 404
+    assert Client().post(url).status_code == 302
+    # Another member has nothing to undo: their own last label is what undo looks for.
+    other = UserFactory()
+    from tests.factories import MembershipFactory
+
+    MembershipFactory(project=project, user=other)
+    assert client_for(other).post(url, HTTP_HX_REQUEST="true").status_code == 409
