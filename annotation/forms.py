@@ -104,8 +104,7 @@ class ProjectForm(forms.Form):
 
     def __init__(self, *args, project: Project | None = None, **kwargs) -> None:
         self.project = project
-        bound = (args and args[0] is not None) or kwargs.get("data") is not None
-        if project is not None and not bound:
+        if project is not None:  # bound forms too: disabled fields show their initial value
             kwargs["initial"] = self.initial_for(project)
         super().__init__(*args, **kwargs)
         if project is not None:  # fixed once the project exists

@@ -94,6 +94,14 @@ def test_who_may_edit_settings_and_members(request, project, who, code):
     assert client.get(f"/projects/{project.pk}/members/").status_code == code
 
 
+def test_a_refused_edit_still_shows_the_fixed_fields(manager, project):
+    response = client_for(manager).post(
+        f"/projects/{project.pk}/settings/", {**NEW, "overlap": "0"}
+    )
+    assert response.status_code == 400
+    assert f'value="{project.slug}"' in response.content.decode()
+
+
 def test_edit_settings_keeps_slug_and_type(manager, project):
     form = {**NEW, "slug": "hijack", "task_type": "thumbs", "overlap": "2"}
     response = client_for(manager).post(f"/projects/{project.pk}/settings/", form)
