@@ -11,9 +11,13 @@ class RunStartForm(forms.Form):
         queryset=Judge.objects.filter(active=True).order_by("name"), to_field_name="name"
     )
     scope = forms.ChoiceField(
-        choices=[c for c in JudgeRun.Scope.choices if c[0] != JudgeRun.Scope.SELECTION],
-        initial=JudgeRun.Scope.ROUTED,
-        label="Items",
+        choices=JudgeRun.Scope.choices, initial=JudgeRun.Scope.ROUTED, label="Items"
+    )
+    item_ids = forms.CharField(
+        required=False,
+        max_length=20_000,
+        label="Item ids (a selection)",
+        help_text="For 'A selection of items': ids separated by commas or spaces.",
     )
     order_mode = forms.ChoiceField(
         choices=JudgeRun.OrderMode.choices, initial=JudgeRun.OrderMode.BOTH, label="Orders"
@@ -31,8 +35,26 @@ class RunStartForm(forms.Form):
     )
     use_cache = forms.BooleanField(required=False, initial=True, label="Reuse cached answers")
 
+    def clean_item_ids(self) -> list[int]:
+        raw = self.cleaned_data["item_ids"].replace(",", " ").split()
+        if not all(part.isdigit() for part in raw):
+            raise forms.ValidationError("Item ids are whole numbers.")
+        return sorted({int(part) for part in raw})
+
+    def clean(self):
+        data = super().clean()
+        selection = data.get("scope") == JudgeRun.Scope.SELECTION
+        if selection and not data.get("item_ids") and "item_ids" not in self.errors:
+            self.add_error("item_ids", "Give the ids of the items to judge.")
+        if not selection and data.get("item_ids"):
+            self.add_error("item_ids", "Ids are for 'A selection of items' only.")
+        return data
+
     def run_arguments(self) -> dict:
-        return dict(self.cleaned_data)
+        data = dict(self.cleaned_data)
+        if data["scope"] != JudgeRun.Scope.SELECTION:
+            data.pop("item_ids", None)
+        return data
 
 
 class JudgeForm(forms.ModelForm):

@@ -24,7 +24,8 @@ def judge_run_list(request: HttpRequest, project_id: int) -> HttpResponse:
     project = annotation_selectors.project_get_for_user(
         user=request.user, project_id=project_id, manage=True
     )
-    form = RunStartForm(request.POST or None)
+    initial = {k: request.GET[k] for k in ("scope", "item_ids") if k in request.GET}
+    form = RunStartForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             run = services.judge_run_create(
@@ -57,7 +58,8 @@ def judge_run_estimate_view(request: HttpRequest, project_id: int) -> HttpRespon
     if form.is_valid():
         args = form.run_arguments()
         try:
-            services.check_scope_has_items(project=project, scope=args["scope"])
+            if args["scope"] != "selection":
+                services.check_scope_has_items(project=project, scope=args["scope"])
             context["estimate"] = judge_run_estimate(project=project, **args)
         except ApplicationError as exc:
             context["error"] = exc.message

@@ -275,3 +275,35 @@ def test_routing_page_query_count(manager, project, django_assert_max_num_querie
     client = client_for(manager)
     with django_assert_max_num_queries(14):
         client.get(f"/projects/{project.pk}/routing/")
+
+
+def test_start_a_run_on_selected_items(manager, project, judge, django_capture_on_commit_callbacks):
+    items = make_items(project, 3, route="human")  # nothing routed to judges
+    client = client_for(manager)
+    ids = f"{items[0].pk}, {items[2].pk}"
+    page = client.get(
+        f"/projects/{project.pk}/judge-runs/", {"scope": "selection", "item_ids": ids}
+    ).content.decode()
+    assert ids in page  # prefilled from the item browser's link
+    form = {"judge": "j1", "scope": "selection", "order_mode": "both", "permutations": "2"}
+    estimate = client.post(
+        f"/projects/{project.pk}/judge-runs/estimate/", {**form, "item_ids": ids}
+    ).content.decode()
+    assert "<strong>4</strong> calls" in estimate
+    missing = client.post(f"/projects/{project.pk}/judge-runs/", form)
+    assert missing.status_code == 400 and "Give the ids" in missing.content.decode()
+    stranger = ItemFactory()
+    foreign = client.post(
+        f"/projects/{project.pk}/judge-runs/", {**form, "item_ids": str(stranger.pk)}
+    )
+    assert foreign.status_code == 400 and "not items of this project" in foreign.content.decode()
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(f"/projects/{project.pk}/judge-runs/", {**form, "item_ids": ids})
+    run = JudgeRun.objects.get()
+    assert (run.scope, run.item_ids) == ("selection", sorted([items[0].pk, items[2].pk]))
+
+
+def test_item_browser_links_its_page_to_a_run(manager, project):
+    items = make_items(project, 2)
+    html = client_for(manager).get(f"/projects/{project.pk}/items/").content.decode()
+    assert f"scope=selection&amp;item_ids={items[0].pk},{items[1].pk}" in html
