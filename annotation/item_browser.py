@@ -186,9 +186,8 @@ def _filtered(*, project: Project, filters: ItemFilters) -> QuerySet[Item]:
             )
         )
     if filters.meta_key:
-        items = items.annotate(meta_match=KT(f"metadata__{filters.meta_key}")).filter(
-            meta_match=filters.meta_value
-        )
+        # ``iexact`` compares the key's text on both databases (numbers match their digits).
+        items = items.filter(**{f"metadata__{filters.meta_key}__iexact": filters.meta_value})
     if filters.created_from:
         items = items.filter(created_at__date__gte=filters.created_from)
     if filters.created_to:
