@@ -1,7 +1,9 @@
 """Item browser figures: the first page, a later page, filters and full-text searches of a
 project of N items, through the whole Django view (session, query, template). Prints JSON.
 
-    python bench/item_browser.py [--items 100000] [--repeat 7]
+    python bench/item_browser.py [--items 100000] [--repeat 7] [--reuse]
+
+``--reuse`` times the requests again on the database a previous run loaded (no import).
 
 Items are PandaLM's (the committed sample, cycled, unique external ids), loaded with
 ``manage.py import_items`` (its COPY path, with the GIN search indexes in place: the import time
@@ -20,6 +22,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -73,17 +76,24 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--reuse", action="store_true", help="no import: the last run's data")
     args = parser.parse_args()
 
-    url = fresh_database("tandem_bench_browser")
     results: dict = {"benchmark": "item_browser", "items": args.items, "machine": machine()}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "items.jsonl"
-        sample = write_file(path, args.items)
-        start = time.perf_counter()
-        manage(url, "import_items", "bench", str(path), "--create", "--task-type", "pairwise",
-               "--no-progress")  # fmt: skip
-        results["import_seconds_with_search_indexes"] = round(time.perf_counter() - start, 1)
+    if args.reuse:
+        base = urlparse(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x"))
+        url = urlunparse(base._replace(path="/tandem_bench_browser"))
+        sample = [json.loads(line) for line in SAMPLE.read_text().splitlines() if line.strip()]
+        results["reused_database"] = True
+    else:
+        url = fresh_database("tandem_bench_browser")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "items.jsonl"
+            sample = write_file(path, args.items)
+            start = time.perf_counter()
+            manage(url, "import_items", "bench", str(path), "--create", "--task-type",
+                   "pairwise", "--no-progress")  # fmt: skip
+            results["import_seconds_with_search_indexes"] = round(time.perf_counter() - start, 1)
     words = pick_words(sample)
     results["words"] = words
 
@@ -104,7 +114,10 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     project = Project.objects.get(slug="bench")
-    user = User.objects.create(username="bench-admin", role=Role.ADMIN, is_staff=True)
+    user, _ = User.objects.get_or_create(
+        username="bench-admin", defaults={"role": Role.ADMIN, "is_staff": True}
+    )
+    results["items"] = Item.objects.filter(project=project).count()
     client = Client()
     client.force_login(user)
     page = f"/projects/{project.pk}/items/"

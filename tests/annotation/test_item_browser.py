@@ -191,3 +191,22 @@ def test_project_page_links_the_item_browser(manager, project):
     assert f'href="/projects/{project.pk}/items/"' in html
     html = client_for(UserFactory()).get(f"/projects/{project.pk}/").content.decode()
     assert "/items/" not in html
+
+
+@pytest.mark.parametrize("probe", [1000, 2])  # 2: the search walks the ids instead
+def test_search_pages_are_the_same_by_index_or_by_walk(project, monkeypatch, probe):
+    monkeypatch.setattr(item_browser, "SEARCH_PROBE", probe)
+    other = ItemFactory(candidates=["lava everywhere", "x"])  # another project's match
+    made = []
+    for i in range(7):
+        prompt = "lava lamp" if i == 3 else f"plain {i}"
+        candidates = ["hot lava", "cold"] if i % 2 == 0 else ["calm", "quiet"]
+        made.append(
+            ItemFactory(project=project, external_id=f"s{i}", prompt=prompt, candidates=candidates)
+        )
+    expected = ["s0", "s2", "s3", "s4", "s6"]
+    page, after = item_browse(project=project, filters=ItemFilters(q="lava"), limit=3)
+    assert ids(page) == expected[:3] and after == made[3].pk
+    page, after = item_browse(project=project, filters=ItemFilters(q="lava"), after=after, limit=3)
+    assert ids(page) == expected[3:] and after is None
+    assert other.pk not in [i.pk for i in page]
