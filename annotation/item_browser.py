@@ -12,8 +12,7 @@ Pages are keyset pages over ``id`` (``after=<last id>``): page N costs what page
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from django.db import connection
 from django.db.models import BooleanField, Count, Exists, F, Func, OuterRef, Q, QuerySet, Value
@@ -46,7 +45,6 @@ class ItemFilters:
     meta_value: str = ""
     created_from: dt.date | None = None
     created_to: dt.date | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _postgres() -> bool:
