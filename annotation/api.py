@@ -60,6 +60,15 @@ class MemberSerializer(serializers.Serializer):
     user_id = serializers.IntegerField(read_only=True)
     username = serializers.CharField()
     role = serializers.ChoiceField(choices=Membership.Role.choices)
+    create = serializers.BooleanField(
+        write_only=True, default=False, help_text="create the account first (a new user)"
+    )
+    password = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        help_text="for a new user; empty: one is made up and answered once",
+    )
 
 
 class MemberChangeSerializer(serializers.ModelSerializer):
@@ -169,7 +178,12 @@ class ImportInputSerializer(serializers.Serializer):
     )
     format = serializers.ChoiceField(choices=FORMATS, required=False)
     partial = serializers.BooleanField(default=False)
-    preference_source = serializers.ChoiceField(choices=["human", "judge", "none"], default="human")
+    preference_source = serializers.ChoiceField(
+        choices=["human", "judge", "none"],
+        default="none",
+        help_text="who gave TRL rows' chosen/rejected (or completion label): stored as that "
+        "source's label; none (the default) stores no label",
+    )
     background = serializers.BooleanField(
         default=False,
         help_text="import the file on a worker and answer 202 with a job to poll "
@@ -244,17 +258,12 @@ class ProjectViewSet(
         project = selectors.project_get_for_user(
             user=request.user, project_id=pk, manage=request.method != "GET"
         )
+        made_up = None
         if request.method == "POST":
             serializer = MemberSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
-            user = User.objects.filter(username=serializer.validated_data["username"]).first()
-            if user is None:
-                raise InvalidInput("No such user.", details={"username": "unknown"})
-            services.membership_set(
-                project=project,
-                user=user,
-                role=serializer.validated_data["role"],
-                changed_by=request.user,
+            _, made_up = services.member_add(
+                project=project, changed_by=request.user, **serializer.validated_data
             )
         members = (
             Membership.objects.filter(project=project)
@@ -264,7 +273,8 @@ class ProjectViewSet(
         data = [
             {"user_id": m.user_id, "username": m.user.username, "role": m.role} for m in members
         ]
-        return Response(data, status=201 if request.method == "POST" else 200)
+        headers = {"X-Tandem-Password": made_up} if made_up else None
+        return Response(data, status=201 if request.method == "POST" else 200, headers=headers)
 
     @extend_schema(request=None, responses={204: None})
     @action(detail=True, methods=["delete"], url_path=r"members/(?P<user_id>\d+)")

@@ -351,3 +351,73 @@ def assignment_skip(*, assignment_id: int | str, user: User, reason: Any) -> Ass
         )
         Item.objects.filter(pk=assignment.item_id).update(open_leases=F("open_leases") - 1)
     return assignment
+
+
+# How long after a submit the workspace offers "Undo" (a correction of the label just given).
+UNDO_SECONDS = 120
+
+
+def annotation_correct(
+    *, annotation_id: int | str, user: User, payload: Any, idempotency_key: Any
+) -> SubmitResult:
+    """Correct one of the user's own labels: a new annotation that supersedes it (the old one
+    stays, append-only). Idempotent by ``idempotency_key``; only the latest label of a chain
+    can be corrected (``Conflict`` otherwise); the item's counters do not change."""
+    key = _check_key(idempotency_key)
+    with transaction.atomic():
+        old = (
+            Annotation.objects.select_for_update()
+            .select_related("project")
+            .filter(pk=annotation_id, annotator=user, source=Annotation.Source.HUMAN)
+            .first()
+        )
+        if old is None:
+            raise NotFound("No such label of yours.")
+        repeated = Annotation.objects.filter(idempotency_key=key).first()
+        if repeated is not None:
+            if repeated.annotator_id != user.pk or repeated.supersedes_id != old.pk:
+                raise Conflict(
+                    "This idempotency_key was already used for another submission.",
+                    code="key_reused",
+                )
+            return SubmitResult(repeated, created=False)
+        if Annotation.objects.filter(supersedes=old).exists():
+            raise Conflict("This label was corrected already; correct the latest one.")
+        n_candidates = len(old.order) or old.item.candidates.count()
+        try:
+            label = old.project.schema.validate_label(
+                payload, n_candidates=n_candidates, strict=True
+            )
+        except ValidationError as exc:
+            raise InvalidInput("; ".join(exc.messages), details=exc.messages) from None
+        annotation = Annotation.objects.create(
+            project_id=old.project_id,
+            item_id=old.item_id,
+            source=Annotation.Source.HUMAN,
+            annotator=user,
+            assignment_id=old.assignment_id,
+            payload=label,
+            order=old.order,
+            time_spent_ms=None,
+            idempotency_key=key,
+            supersedes=old,
+            metadata={**old.metadata, "correction": True},
+        )
+        send_labels_added(project_id=old.project_id, source="human", item_ids=[old.item_id])
+    return SubmitResult(annotation, created=True)
+
+
+def annotation_undoable(*, project_id: int, user: User) -> Annotation | None:
+    """The user's last label in the project if it is still within the undo window."""
+    since = timezone.now() - timedelta(seconds=UNDO_SECONDS)
+    return (
+        Annotation.objects.filter(
+            project_id=project_id,
+            annotator=user,
+            source=Annotation.Source.HUMAN,
+            created_at__gte=since,
+            superseded_by__isnull=True,
+        )
+        .order_by("-id")
+        .first()
+    )

@@ -81,7 +81,7 @@ def import_job_create(
     name: str,
     fmt: str,
     partial: bool = False,
-    preference_source: str = "human",
+    preference_source: str = "none",
 ) -> ImportJob:
     """Store the upload and queue its import (after commit, so the worker finds the job)."""
     folder = Path(settings.MEDIA_ROOT) / "imports"
@@ -297,11 +297,16 @@ def import_job_state(job: ImportJob) -> dict[str, Any]:
         rows_done = cache.get(_progress_key(job.pk), 0)
     total = job.total_rows or 0
     stale = import_job_is_stale(job)
+    # A file rejected as a whole (bad rows, nothing written) ran to its end but failed its
+    # purpose: people see it as failed, not as a green "done".
+    rejected = job.status == ImportJob.Status.DONE and not (job.result or {}).get("written", True)
     return {
         "id": job.pk,
         "project": job.project_id,
         "source_name": job.source_name,
         "status": job.status,
+        "outcome": "rejected" if rejected else job.status,
+        "finished": job.status in (ImportJob.Status.DONE, ImportJob.Status.FAILED),
         "rows_done": rows_done,
         "total_rows": job.total_rows,
         "percent": round(100 * rows_done / total, 1) if total else None,

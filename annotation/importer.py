@@ -85,7 +85,7 @@ def items_import_file(
     fmt: str | None = None,
     name: str | None = None,
     partial: bool = False,
-    preference_source: str = "human",
+    preference_source: str = "none",
     on_progress: ProgressCallback | None = None,
 ) -> ImportResult:
     """Import a JSONL, CSV or Parquet file (format from ``fmt``, else from the file name)."""
@@ -104,7 +104,7 @@ def items_import(
     project: Project,
     rows: Iterable[tuple[int, dict[str, Any] | RowDecodeError]],
     partial: bool = False,
-    preference_source: str = "human",
+    preference_source: str = "none",
     on_progress: ProgressCallback | None = None,
 ) -> ImportResult:
     """Import ``(line, row)`` pairs into ``project``; see the module docstring for the rules."""

@@ -341,7 +341,7 @@ class ImportJob(models.Model):
     path = models.CharField(max_length=500, help_text="Where the upload waits for the worker.")
     format = models.CharField(max_length=16)
     partial = models.BooleanField(default=False)
-    preference_source = models.CharField(max_length=8, default="human")
+    preference_source = models.CharField(max_length=8, default="none")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     total_rows = models.PositiveIntegerField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)

@@ -4,6 +4,11 @@ Model output is untrusted. Raw HTML in it is shown as text (the markdown parser'
 switched off), and the HTML the parser makes goes through ``nh3`` with a short allow-list: no
 scripts, no event handlers, no styles, no images (they would call out), links only to http(s)
 and mailto.
+
+Fenced code blocks are highlighted on the server by Pygments (``codehilite``: CSS classes, no
+inline styles; ``static/css/pygments.css``), only when the block names its language. The
+sanitiser keeps ``class`` on ``div``/``span``/``code`` only for Pygments' own short token class
+names (``k``, ``s2``, ...) and ``highlight``, so no other class or attribute gets through.
 """
 
 import difflib
@@ -13,6 +18,7 @@ from html import escape
 import markdown
 import nh3
 from django.utils.safestring import SafeString, mark_safe
+from pygments.token import STANDARD_TYPES
 
 ALLOWED_TAGS = {
     "a",
@@ -21,6 +27,7 @@ ALLOWED_TAGS = {
     "br",
     "code",
     "del",
+    "div",
     "em",
     "h1",
     "h2",
@@ -35,6 +42,7 @@ ALLOWED_TAGS = {
     "ol",
     "p",
     "pre",
+    "span",
     "strong",
     "sub",
     "sup",
@@ -48,7 +56,24 @@ ALLOWED_TAGS = {
 }
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "td": {"align"}, "th": {"align"}}
 URL_SCHEMES = {"http", "https", "mailto"}
-EXTENSIONS = ["fenced_code", "tables", "sane_lists"]
+HIGHLIGHT_CLASS = "highlight"
+TOKEN_CLASSES = {name for name in STANDARD_TYPES.values() if name}
+ALLOWED_CLASSES = {
+    "div": {HIGHLIGHT_CLASS},
+    "span": TOKEN_CLASSES,
+    "code": set(),
+    "pre": set(),
+}
+EXTENSIONS = ["fenced_code", "codehilite", "tables", "sane_lists"]
+EXTENSION_CONFIGS = {
+    "codehilite": {
+        "css_class": HIGHLIGHT_CLASS,
+        "guess_lang": False,  # only blocks that name their language
+        "use_pygments": True,
+        "noclasses": False,
+        "wrapcode": True,
+    }
+}
 
 # Texts longer than this are compared by lines, not words, so a diff stays fast.
 DIFF_WORD_LIMIT = 4000
@@ -56,7 +81,9 @@ NEAR_IDENTICAL = 0.6
 
 
 def _markdown() -> markdown.Markdown:
-    md = markdown.Markdown(extensions=EXTENSIONS, output_format="html")
+    md = markdown.Markdown(
+        extensions=EXTENSIONS, extension_configs=EXTENSION_CONFIGS, output_format="html"
+    )
     # Raw HTML in the source becomes text instead of markup.
     md.preprocessors.deregister("html_block")
     md.inlinePatterns.deregister("html")
@@ -68,6 +95,7 @@ def sanitize(html: str) -> str:
         html,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
+        allowed_classes=ALLOWED_CLASSES,
         url_schemes=URL_SCHEMES,
         clean_content_tags={"script", "style"},
         link_rel="noopener noreferrer nofollow",

@@ -102,7 +102,7 @@ class RowOptions:
 
     task_type: str
     schema: LabelSchema
-    preference_source: str = "human"  # human | judge | none
+    preference_source: str = "none"  # human | judge | none: who gave a TRL row's label
     preference_annotator: str = "dataset"
     limits: RowLimits = field(default_factory=RowLimits.from_settings)
 

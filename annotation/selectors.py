@@ -70,6 +70,15 @@ def _role_subquery(user: User) -> Subquery:
     return Subquery(Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1])
 
 
+def project_counts(*, project: Project) -> dict[str, int]:
+    """The counters at the top of a project's page: items, human and judge labels."""
+    counts = project.annotations.aggregate(
+        human=Count("id", filter=Q(source=Annotation.Source.HUMAN)),
+        judge=Count("id", filter=Q(source=Annotation.Source.JUDGE)),
+    )
+    return {"items": project.items.count(), **counts}
+
+
 def item_list(*, project: Project) -> QuerySet[Item]:
     return Item.objects.filter(project=project)
 
@@ -190,3 +199,31 @@ def import_job_list_for_user(*, user: User) -> QuerySet[ImportJob]:
 def membership_change_list(*, project: Project) -> QuerySet[MembershipChange]:
     """The project's role changes, with the people named in them (keyset-paginated by id)."""
     return MembershipChange.objects.filter(project=project).select_related("user", "changed_by")
+
+
+def member_list(*, project: Project) -> QuerySet[Membership]:
+    return (
+        Membership.objects.filter(project=project).select_related("user").order_by("user__username")
+    )
+
+
+MY_LABELS_PAGE = 50
+
+
+def my_labels_page(
+    *, user: User, before: int | None = None, limit: int = MY_LABELS_PAGE
+) -> tuple[list[Annotation], int | None]:
+    """The user's current labels (not corrected since), newest first: one keyset page and the
+    cursor of the next."""
+    labels = Annotation.objects.filter(
+        annotator=user, source=Annotation.Source.HUMAN, superseded_by__isnull=True
+    )
+    if before is not None:
+        labels = labels.filter(pk__lt=before)
+    page = list(
+        labels.select_related("project", "item")
+        .defer("item__messages", "item__metadata", "raw_output")
+        .order_by("-id")[: limit + 1]
+    )
+    next_before = page[limit - 1].pk if len(page) > limit else None
+    return page[:limit], next_before

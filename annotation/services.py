@@ -1,12 +1,14 @@
 """Writes on projects and their members. Reads live in ``selectors.py``."""
 
+import secrets
 from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
 
 from accounts.models import Role, User
-from tandem.errors import InvalidInput
+from accounts.services import user_create
+from tandem.errors import Conflict, InvalidInput
 
 from . import policies
 from .models import Membership, MembershipChange, Project
@@ -132,3 +134,29 @@ def _refuse_last_manager(project: Project, user: User) -> None:
             f"{user.username} is the project's last manager; make someone else a manager first.",
             code="last_manager",
         )
+
+
+@transaction.atomic
+def member_add(
+    *,
+    project: Project,
+    username: str,
+    role: str,
+    create: bool = False,
+    password: str = "",
+    changed_by: User | None = None,
+) -> tuple[Membership, str | None]:
+    """Add a user to the project with ``role`` (or change their role). With ``create``, make the
+    account first (its site role follows the project role) and return its password when it was
+    made up here, to be shown once; else the user must exist."""
+    user = User.objects.filter(username=username).first()
+    made_up = None
+    if create:
+        if user is not None:
+            raise Conflict(f"a user named {username!r} exists", details={"username": "exists"})
+        made_up = None if password else secrets.token_urlsafe(12)
+        site_role = Role.MANAGER if role == Membership.Role.MANAGER else Role.ANNOTATOR
+        user = user_create(username=username, role=site_role, password=password or made_up)
+    elif user is None:
+        raise InvalidInput("No such user.", details={"username": "unknown"})
+    return membership_set(project=project, user=user, role=role, changed_by=changed_by), made_up

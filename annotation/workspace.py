@@ -11,13 +11,14 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
-from django.views.decorators.http import require_GET, require_POST
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from tandem.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 from . import assignment as assignment_service
 from . import selectors
-from .models import Assignment
+from .models import Annotation, Assignment
 from .policies import ProjectAccess
 from .rendering import NEAR_IDENTICAL, diff_html, render_markdown, similarity
 from .schema import LabelSchema, TaskType
@@ -135,6 +136,27 @@ def _aspect_choices(schema: LabelSchema) -> list[dict[str, Any]]:
     return out
 
 
+def selected_answers(payload: dict[str, Any], order: str) -> dict[str, Any]:
+    """A label's answers as the task form names them (sides, not letters): to show a label
+    that is being corrected."""
+    selected: dict[str, Any] = {"rationale": payload.get("rationale", "")}
+    choice = payload.get("choice")
+    if choice in ("A", "B") and len(order) == 2:
+        side = "L" if order[0] == choice else "R"
+        strength = payload.get("strength")
+        selected["verdict"] = f"{side}:{strength}" if strength else side
+    elif choice is not None:
+        selected["verdict"] = choice
+    selected["thumb"] = payload.get("thumb")
+    aspects = {}
+    for name, value in (payload.get("aspects") or {}).items():
+        if value in ("A", "B") and len(order) == 2:
+            value = "L" if order[0] == value else "R"
+        aspects[name] = value
+    selected["aspects"] = aspects
+    return selected
+
+
 def task_context(lease: Assignment) -> dict[str, Any]:
     """What the task partial shows: the prompt and the responses in the order of the lease."""
     project, item = lease.project, lease.item
@@ -169,17 +191,40 @@ def task_context(lease: Assignment) -> dict[str, Any]:
 
 
 def _render_next(
-    request: HttpRequest, access: ProjectAccess, notice: str = "", status: int = 200
+    request: HttpRequest,
+    access: ProjectAccess,
+    notice: str = "",
+    status: int = 200,
+    undo: Annotation | None = None,
 ) -> HttpResponse:
     project = access.project
     lease = assignment_service.assignment_next(project=project, user=request.user, access=access)
+    extra = {"project": project, "notice": notice, "undo": undo}
+    if undo is not None:
+        extra["undo_seconds"] = assignment_service.UNDO_SECONDS
     if lease is None:
-        return render(
-            request, f"{TEMPLATE}#done", {"project": project, "notice": notice}, status=status
-        )
+        return render(request, f"{TEMPLATE}#done", extra, status=status)
     lease.project = project
-    context = {**task_context(lease), "project": project, "notice": notice}
+    context = {**task_context(lease), **extra}
     return render(request, f"{TEMPLATE}#task", context, status=status)
+
+
+def correction_context(annotation: Annotation) -> dict[str, Any]:
+    """The task form for correcting ``annotation``: its item, in the order it was shown."""
+    item = annotation.item
+    order = annotation.order or "".join(c.letter for c in item.candidates.all())
+    lease = Assignment(project=annotation.project, item=item, order=order)
+    context = task_context(lease)
+    selected = selected_answers(annotation.payload, order)
+    if annotation.project.task_type == TaskType.LISTWISE:
+        ranked = [
+            letter
+            for entry in annotation.payload.get("ranking", [])
+            for letter in (entry if isinstance(entry, list) else [entry])
+        ]
+        position = {letter: i for i, letter in enumerate(ranked)}
+        context["responses"].sort(key=lambda r: position.get(r["letter"], len(position)))
+    return {**context, "correcting": annotation, "selected": selected}
 
 
 @login_required
@@ -255,7 +300,70 @@ def task_submit(request: HttpRequest, project_id: int, assignment_id: int) -> Ht
         response = _render_next(request, access, notice=exc.message)
         response["HX-Trigger"] = "tandem:submitted"
         return response
-    response = _render_next(request, access)
+    undo = assignment_service.annotation_undoable(project_id=project.pk, user=request.user)
+    response = _render_next(request, access, undo=undo)
+    response["HX-Trigger"] = "tandem:submitted"
+    return response
+
+
+@login_required
+@require_POST
+def task_undo(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Undo the label just given: its task comes back, answered as it was, for a correction
+    (a new label that supersedes it). Only within ``UNDO_SECONDS`` of the submit."""
+    access = _project_for_annotator(request, project_id)
+    project = access.project
+    annotation = assignment_service.annotation_undoable(project_id=project.pk, user=request.user)
+    if annotation is None:
+        raise Conflict("Too late to undo here; correct the label from My labels.")
+    annotation.project = project
+    context = {**correction_context(annotation), "project": project}
+    return render(request, f"{TEMPLATE}#task", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def label_correct(request: HttpRequest, project_id: int, annotation_id: int) -> HttpResponse:
+    """GET: a page with the label's task form, answered as it was. POST: the correction; then
+    back to My labels (``return=my-labels``) or on to the next task."""
+    access = _project_for_annotator(request, project_id)
+    project = access.project
+    annotation = (
+        Annotation.objects.filter(
+            pk=annotation_id, project=project, annotator=request.user, source="human"
+        )
+        .select_related("item")
+        .first()
+    )
+    if annotation is None:
+        raise NotFound("No such label of yours.")
+    annotation.project = project
+    if request.method == "GET":
+        context = {
+            **correction_context(annotation),
+            "project": project,
+            "guidelines_html": render_markdown(project.guidelines),
+        }
+        return render(request, "annotation/correct.html", context)
+    order = annotation.order or "".join(c.letter for c in annotation.item.candidates.all())
+    try:
+        payload = payload_from_form(request.POST, schema=project.schema, order=order)
+        assignment_service.annotation_correct(
+            annotation_id=annotation.pk,
+            user=request.user,
+            payload=payload,
+            idempotency_key=request.POST.get("idempotency_key"),
+        )
+    except InvalidInput as exc:
+        response = render(request, "partials/error.html", {"error": exc}, status=422)
+        response["HX-Retarget"] = "#task-errors"
+        response["HX-Reswap"] = "innerHTML"
+        return response
+    if request.POST.get("return") == "my-labels":
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = reverse("my-labels")
+        return response
+    response = _render_next(request, access, notice="Label corrected.")
     response["HX-Trigger"] = "tandem:submitted"
     return response
 

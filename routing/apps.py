@@ -13,3 +13,7 @@ class RoutingConfig(AppConfig):
         items_added.connect(receivers.on_items_added, dispatch_uid="routing.items_added")
         run_finished.connect(receivers.on_run_finished, dispatch_uid="routing.run_finished")
         unrouted_held.connect(receivers.on_unrouted_held, dispatch_uid="routing.unrouted_held")
+        from annotation.item_sections import item_section_register
+        from routing.router.item_section import routing_section
+
+        item_section_register(routing_section)

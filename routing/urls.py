@@ -32,6 +32,16 @@ page_urlpatterns = [
         name="routing-project-pipeline",
     ),
     path(
+        "projects/<int:project_id>/routing/dry-run/",
+        views.routing_dry_run,
+        name="routing-project-dry-run",
+    ),
+    path(
+        "projects/<int:project_id>/routing/route-now/",
+        views.routing_route_now,
+        name="routing-project-route",
+    ),
+    path(
         "projects/<int:project_id>/items/<int:item_id>/routing/",
         views.item_routing,
         name="routing-item",

@@ -9,15 +9,15 @@ from drf_spectacular.views import (
 from rest_framework.routers import DefaultRouter
 
 from annotation import api as annotation_api
+from annotation import project_pages, workspace, workspace_api
 from annotation import views as annotation_views
-from annotation import workspace, workspace_api
 from exports import urls as exports_urls
 from routing import urls as routing_urls
 from routing.judges import api as judge_api
 from routing.judges import views as judge_views
 
 router = DefaultRouter()
-router.register("projects", annotation_api.ProjectViewSet, basename="project")
+router.register("projects", annotation_api.ProjectViewSet, basename="api-project")
 router.register("annotations", annotation_api.AnnotationViewSet, basename="annotation")
 router.register("import-jobs", annotation_api.ImportJobViewSet, basename="import-job")
 router.register("judges", judge_api.JudgeViewSet, basename="judge")
@@ -43,7 +43,22 @@ api_urls = [
 
 urlpatterns = [
     path("", annotation_views.home, name="home"),
+    path("projects/new/", project_pages.project_new, name="project-new"),
     path("projects/<int:project_id>/", annotation_views.project_detail, name="project-detail"),
+    path(
+        "projects/<int:project_id>/settings/",
+        project_pages.project_settings,
+        name="project-settings",
+    ),
+    path(
+        "projects/<int:project_id>/members/", project_pages.project_members, name="project-members"
+    ),
+    path(
+        "projects/<int:project_id>/members/<int:user_id>/",
+        project_pages.project_member_change,
+        name="project-member",
+    ),
+    path("markdown-preview/", project_pages.markdown_preview, name="markdown-preview"),
     path("projects/<int:project_id>/work/", workspace.workspace, name="workspace"),
     path("projects/<int:project_id>/work/next/", workspace.task_next, name="workspace-next"),
     path("projects/<int:project_id>/work/progress/", workspace.progress, name="workspace-progress"),
@@ -52,6 +67,13 @@ urlpatterns = [
         workspace.task_submit,
         name="workspace-submit",
     ),
+    path("projects/<int:project_id>/work/undo/", workspace.task_undo, name="workspace-undo"),
+    path(
+        "projects/<int:project_id>/labels/<int:annotation_id>/correct/",
+        workspace.label_correct,
+        name="workspace-correct",
+    ),
+    path("my-labels/", annotation_views.my_labels, name="my-labels"),
     path(
         "projects/<int:project_id>/work/<int:assignment_id>/skip/",
         workspace.task_skip,
@@ -59,6 +81,12 @@ urlpatterns = [
     ),
     path(
         "projects/<int:project_id>/import/", annotation_views.project_import, name="project-import"
+    ),
+    path("projects/<int:project_id>/items/", annotation_views.item_list, name="project-items"),
+    path(
+        "projects/<int:project_id>/items/<int:item_id>/",
+        annotation_views.item_detail,
+        name="project-item",
     ),
     path(
         "projects/<int:project_id>/import-jobs/<int:job_id>/",
@@ -78,6 +106,11 @@ urlpatterns = [
         name="project-judge-runs",
     ),
     path(
+        "projects/<int:project_id>/judge-runs/estimate/",
+        judge_views.judge_run_estimate_view,
+        name="project-judge-run-estimate",
+    ),
+    path(
         "projects/<int:project_id>/judge-runs/<int:run_id>/",
         judge_views.judge_run_detail,
         name="project-judge-run",
@@ -87,6 +120,10 @@ urlpatterns = [
         judge_views.judge_run_control,
         name="project-judge-run-control",
     ),
+    path("judges/", judge_views.judge_list, name="judges-page"),
+    path("judges/new/", judge_views.judge_edit, name="judges-page-new"),
+    path("judges/<int:judge_id>/", judge_views.judge_edit, name="judges-page-edit"),
+    path("judges/<int:judge_id>/test/", judge_views.judge_test, name="judges-page-test"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -14,9 +14,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from annotation import selectors as annotation_selectors
+from annotation.models import Item
 from routing.judges import guards, selectors, services
+from routing.judges.estimate import judge_run_estimate
 from routing.judges.models import Judge, JudgeRun
-from tandem.errors import Forbidden, InvalidInput
+from routing.judges.trial import judge_test_call
+from tandem.errors import InvalidInput, NotFound
 from tandem.inputs import is_id
 from tandem.serializers import RejectUnknownFieldsMixin
 
@@ -101,20 +104,49 @@ class ResumeSerializer(serializers.Serializer):
     )
 
 
+class TrialSerializer(serializers.Serializer):
+    item = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+
+
+class TrialResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    raw = serializers.CharField()
+    error = serializers.CharField()
+    payload = serializers.DictField(allow_null=True)
+    parse_status = serializers.CharField()
+    tokens_in = serializers.IntegerField()
+    tokens_out = serializers.IntegerField()
+    cost = serializers.DecimalField(max_digits=20, decimal_places=8)
+
+
+class EstimateSerializer(serializers.Serializer):
+    calls = serializers.IntegerField()
+    skipped_items = serializers.IntegerField()
+    tokens_in_per_call = serializers.IntegerField()
+    max_tokens_out_per_call = serializers.IntegerField()
+    cost_floor = serializers.DecimalField(max_digits=20, decimal_places=4)
+    cost_ceiling = serializers.DecimalField(max_digits=20, decimal_places=4)
+
+
 class JudgePermission(BasePermission):
-    """Read: managers and admins. Write: admins."""
+    """Read: managers and admins. Write: admins.
+
+    Refusals return False with a ``message`` (DRF answers 403 with it) instead of raising:
+    the browsable API asks permissions again to decide which forms to show, and catches only
+    DRF's own exceptions there.
+    """
+
+    message = "Judges are visible to managers and admins."
 
     def has_permission(self, request: Request, view) -> bool:
         user = request.user
         if not user.is_authenticated:
             return False
         if request.method in ("GET", "HEAD", "OPTIONS"):
-            if not user.is_manager:
-                raise Forbidden("Judges are visible to managers and admins.")
-            return True
-        if not user.is_admin:
-            raise Forbidden("Only admins configure judges.")
-        return True
+            self.message = "Judges are visible to managers and admins."
+            return bool(user.is_manager)
+        self.message = "Only admins configure judges."
+        return bool(user.is_admin)
 
 
 class JudgeViewSet(viewsets.ModelViewSet):
@@ -135,6 +167,23 @@ class JudgeViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance: Judge) -> None:
         services.judge_delete(judge=instance)
+
+    @extend_schema(request=TrialSerializer, responses=TrialResultSerializer)
+    @action(detail=True, methods=["post"])
+    def test(self, request: Request, pk: str) -> Response:
+        """One call with one item (an item id, or a built-in example): the raw answer, the
+        parsed label and the cost. Admins; nothing is stored."""
+        if not request.user.is_admin:
+            self.permission_denied(request, message="Only admins configure judges.")
+        serializer = TrialSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        item = None
+        if serializer.validated_data.get("item"):
+            item = Item.objects.filter(pk=serializer.validated_data["item"]).first()
+            if item is None:
+                raise NotFound("No such item.")
+        result = judge_test_call(judge=self.get_object(), item=item)
+        return Response(TrialResultSerializer(result).data)
 
 
 class JudgeRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -169,6 +218,22 @@ class JudgeRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             project=project, judge=judge, created_by=request.user, **data
         )
         return Response(JudgeRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=JudgeRunCreateSerializer, responses=EstimateSerializer)
+    @action(detail=False, methods=["post"])
+    def estimate(self, request: Request) -> Response:
+        """What the run ``POST /judge-runs/`` would start with these fields would cost."""
+        serializer = JudgeRunCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        project = annotation_selectors.project_get_for_user(
+            user=request.user, project_id=data.pop("project"), manage=True
+        )
+        judge = selectors.judge_get(name_or_id=data.pop("judge"))
+        if data.get("scope") != JudgeRun.Scope.SELECTION:
+            services.check_scope_has_items(project=project, scope=data["scope"])
+        estimate = judge_run_estimate(project=project, judge=judge, **data)
+        return Response(EstimateSerializer(estimate.as_dict()).data)
 
     @extend_schema(request=None, responses=JudgeRunSerializer)
     @action(detail=True, methods=["post"])

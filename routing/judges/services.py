@@ -103,6 +103,26 @@ def _enqueue(run: JudgeRun) -> None:
     transaction.on_commit(lambda: judge_run_execute.delay(run.pk))
 
 
+def check_scope_has_items(*, project: Project, scope: str) -> None:
+    """A run with nothing to judge is refused with the reason, not recorded as "completed"."""
+    items = Item.objects.filter(project=project)
+    if scope == JudgeRun.Scope.ALL:
+        if not items.exists():
+            raise InvalidInput(f"project {project.slug!r} has no items yet; import some first")
+        return
+    if items.filter(route__in=[Item.Route.JUDGE, Item.Route.BOTH]).exists():
+        return
+    n_items = items.count()
+    if not n_items:
+        raise InvalidInput(f"project {project.slug!r} has no items yet; import some first")
+    raise InvalidInput(
+        f"no item of project {project.slug!r} is routed to judges (its {n_items} items are "
+        "routed to people or not routed yet): set a routing policy and route the items, or "
+        "run the judge on every item (run_judge --all, scope 'all')",
+        code="nothing_routed",
+    )
+
+
 @transaction.atomic
 def judge_run_create(
     *,
@@ -139,6 +159,8 @@ def judge_run_create(
             raise InvalidInput("some item ids are not items of this project")
     elif item_ids:
         raise InvalidInput("item ids are only for a selection run")
+    else:
+        check_scope_has_items(project=project, scope=scope)
     run = JudgeRun(
         project=project,
         judge=judge,

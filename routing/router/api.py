@@ -79,6 +79,10 @@ def _policy_payload(project) -> dict:
         "budget": route.budget_state(project=project),
         "expected_agreement": fitting.project_expected_agreement(project=project),
         "routes": selectors.route_counts(project=project),
+        "history": [
+            {"version": v.version, "config": v.config, "created_at": v.created_at}
+            for v in route.routing_policy_history(project=project)[:50]
+        ],
     }
 
 

@@ -119,6 +119,25 @@ class RoutingPolicy(models.Model):
         return None
 
 
+class RoutingPolicyVersion(models.Model):
+    """What a policy was at one version: written by ``routing_policy_set`` on every change, so a
+    manager sees the history and a decision's ``policy_version`` can be read back."""
+
+    policy = models.ForeignKey(RoutingPolicy, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    config = models.JSONField(help_text="The policy's fields at this version.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "version"], name="routing_policy_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy_id} v{self.version}"
+
+
 class RoutingBudget(models.Model):
     """How much of a project's human budget is spent; locked while the router spends it."""
 
@@ -145,6 +164,7 @@ class ItemFeatures(models.Model):
     computed_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name_plural = "item features"
         constraints = [
             models.UniqueConstraint(fields=["item", "version"], name="item_features_unique")
         ]

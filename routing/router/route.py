@@ -44,6 +44,7 @@ from routing.router.models import (
     RoutingBudget,
     RoutingDecision,
     RoutingPolicy,
+    RoutingPolicyVersion,
 )
 from routing.router.policies import BOTH, HUMAN, JUDGE, Policy, policy_build
 from routing.router.policies.base import RoutePlan
@@ -86,6 +87,11 @@ def routing_policy_set(*, project: Project, **values: Any) -> RoutingPolicy:
         setattr(policy, key, value)
     policy.full_clean()
     policy.save()
+    RoutingPolicyVersion.objects.create(
+        policy=policy,
+        version=policy.version,
+        config={field: getattr(policy, field) for field in POLICY_FIELDS},
+    )
     RoutingBudget.objects.get_or_create(project=project)
     if Item.objects.filter(project=project, route=Item.Route.UNROUTED).exists():
         from routing.router.loop import routing_work_request
@@ -93,6 +99,13 @@ def routing_policy_set(*, project: Project, **values: Any) -> RoutingPolicy:
         # Items that arrived before the policy (or under the old one) are routed now.
         routing_work_request(project_id=project.pk, reason="policy set")
     return policy
+
+
+def routing_policy_history(*, project: Project) -> list[RoutingPolicyVersion]:
+    """Every version of the project's policies, newest first."""
+    return list(
+        RoutingPolicyVersion.objects.filter(policy__project=project).order_by("-created_at", "-id")
+    )
 
 
 # Items as the policies see them -----------------------------------------------------------------

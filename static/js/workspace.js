@@ -77,10 +77,99 @@
     });
   }
 
+  // Single-key shortcuts can be turned off (remembered in this browser).
+  var SHORTCUTS_KEY = "tandem.shortcuts";
+  function shortcutsOn() {
+    try { return window.localStorage.getItem(SHORTCUTS_KEY) !== "off"; } catch (err) { return true; }
+  }
+  function initShortcutToggle() {
+    var box = $("input[data-action=shortcuts]");
+    if (box) { box.checked = shortcutsOn(); }
+  }
+  document.addEventListener("change", function (e) {
+    if (!e.target.matches || !e.target.matches("input[data-action=shortcuts]")) { return; }
+    try { window.localStorage.setItem(SHORTCUTS_KEY, e.target.checked ? "on" : "off"); } catch (err) { /* private mode */ }
+    e.target.blur();
+  });
+
+  // Listwise: a ranking typed by response number, best first: "2>1>3", "2=3>1" (ties).
+  function applyTypedRanking(input) {
+    var list = $("#ranking");
+    var error = $("[data-typed-error]");
+    if (!list) { return; }
+    var text = input.value.replace(/\s+/g, "");
+    if (!text) { if (error) { error.hidden = true; } return; }
+    var count = parseInt(input.dataset.count, 10);
+    var problem = "";
+    if (!/^\d+([>=]\d+)*$/.test(text)) { problem = "Write numbers joined by > (or = for a tie), e.g. 2>1>3."; }
+    var numbers = text.split(/[>=]/);
+    var links = text.replace(/\d+/g, "").split("");
+    if (!problem) {
+      var seen = {};
+      numbers.forEach(function (n) {
+        var k = parseInt(n, 10);
+        if (k < 1 || k > count) { problem = "There are responses 1 to " + count + " only."; }
+        else if (seen[k]) { problem = "Response " + k + " appears twice."; }
+        seen[k] = true;
+      });
+      if (!problem && numbers.length !== count) { problem = "Rank all " + count + " responses."; }
+      if (!problem && list.dataset.allowTie !== "1" && links.indexOf("=") !== -1) { problem = "Ties are not allowed here."; }
+    }
+    if (error) { error.hidden = !problem; error.textContent = problem; }
+    if (problem) { return; }
+    numbers.forEach(function (n, index) {
+      var li = $(".rank-item[data-number='" + parseInt(n, 10) + "']", list);
+      list.appendChild(li);
+      $("input[name=tied]", li).value = index > 0 && links[index - 1] === "=" ? "1" : "0";
+    });
+    renumber(list);
+  }
+  document.addEventListener("input", function (e) {
+    if (e.target.matches && e.target.matches("input[name=typed_ranking]")) { applyTypedRanking(e.target); }
+  });
+
+  // Pairwise: the two panes scroll together (proportionally), or expand to full length.
+  var syncing = false;
+  document.addEventListener("scroll", function (e) {
+    var body = e.target;
+    if (syncing || !body.classList || !body.classList.contains("response-body")) { return; }
+    var sync = $("input[data-action=sync-scroll]");
+    var pair = body.closest(".responses.pair");
+    if (!pair || !sync || !sync.checked) { return; }
+    var range = body.scrollHeight - body.clientHeight;
+    var ratio = range > 0 ? body.scrollTop / range : 0;
+    syncing = true;
+    $all(".response-body:not([hidden])", pair).forEach(function (other) {
+      if (other !== body) { other.scrollTop = ratio * (other.scrollHeight - other.clientHeight); }
+    });
+    window.requestAnimationFrame(function () { syncing = false; });
+  }, true);
+  function toggleExpand() {
+    var button = $("[data-action=expand]");
+    var pair = $(".responses.pair");
+    if (!button || !pair) { return; }
+    var on = button.getAttribute("aria-pressed") !== "true";
+    button.setAttribute("aria-pressed", on ? "true" : "false");
+    pair.classList.toggle("expanded", on);
+  }
+
+  // Undo: offered for a short while after a submit.
+  function initUndo(root) {
+    var bar = $(".undo-bar", root);
+    if (!bar) { return; }
+    var seconds = parseInt(bar.dataset.undoSeconds, 10) || 0;
+    window.setTimeout(function () { if (document.body.contains(bar)) { bar.hidden = true; } }, seconds * 1000);
+  }
+  function undo() {
+    var button = $(".undo-bar:not([hidden]) [data-action=undo]");
+    if (button) { button.click(); }
+  }
+
   function initTask(root) {
     startClock();
     var list = $("#ranking", root);
     if (list) { initRanking(list); }
+    initUndo(root);
   }
 
   function submitTask() {
@@ -113,13 +202,22 @@
     if (opener) { showDialog(opener.dataset.open); return; }
     if (e.target.closest("[data-close]")) { var d = e.target.closest("dialog"); if (d) { d.close(); } return; }
     if (e.target.closest("[data-action=diff]")) { toggleDiff(); }
+    if (e.target.closest("[data-action=expand]")) { toggleExpand(); }
   });
 
   function pickByKey(root, key) {
     var input = $("input[type=radio][data-key='" + key + "']", root);
-    if (input) { input.checked = true; input.dispatchEvent(new Event("change", { bubbles: true })); input.focus(); }
+    if (input) { input.checked = true; input.focus(); input.dispatchEvent(new Event("change", { bubbles: true })); }
     return !!input;
   }
+
+  // "Other" as a skip reason: the text box takes the focus, so what is typed next is the reason.
+  document.addEventListener("change", function (e) {
+    var radio = e.target;
+    if (!radio.matches || !radio.matches("input[type=radio][name=reason][value=other]") || !radio.checked) { return; }
+    var text = $("input[name=reason_text]", radio.form);
+    if (text) { text.focus(); }
+  });
 
   document.addEventListener("keydown", function (e) {
     if (e.altKey || e.metaKey) { return; }
@@ -135,6 +233,7 @@
       return;
     }
     if (e.ctrlKey) { return; }
+    if (!shortcutsOn() && e.key !== "Escape") { return; }
     if (dialog) {
       if (/^[1-9]$/.test(e.key)) { pickByKey(dialog, e.key); e.preventDefault(); }
       else if (e.key === "Enter" && !target.matches("button")) {
@@ -163,6 +262,10 @@
       e.preventDefault(); showDialog("guidelines-dialog");
     } else if (key === "d" || key === "D") {
       toggleDiff();
+    } else if (key === "x" || key === "X") {
+      toggleExpand();
+    } else if (key === "u" || key === "U") {
+      e.preventDefault(); undo();
     } else if (selected && (key === "ArrowUp" || key === "k" || key === "K")) {
       e.preventDefault(); move(selected, -1); selectItem(selected);
     } else if (selected && (key === "ArrowDown" || key === "j" || key === "J")) {
@@ -198,5 +301,10 @@
       initTask(e.detail.target);
       window.scrollTo(0, 0);
     }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    initShortcutToggle();
+    var area = $("#task-area");
+    if (area && $("#task-form", area)) { initTask(area); }
   });
 })();

@@ -158,3 +158,55 @@ def test_import_job_partial_is_for_managers_only(
     client.force_login(manager)
     assert client.get(path).status_code == 200
     assert client.get(f"/projects/{project.id}/import-jobs/{job.pk + 1}/").status_code == 404
+
+
+def test_rejected_import_shows_failed_and_a_done_one_refreshes_the_counters(
+    client, project, manager, media
+):
+    """Regression (issue 17): a file rejected as a whole showed a green "done" badge, and the
+    page's counters stayed stale after an import."""
+    client.force_login(manager)
+    url = f"/projects/{project.id}/import/"
+    bad_rows = [*ROWS, {"external_id": "bad", "prompt": "x", "candidates": ["only one"]}]
+    client.post(url, {"file": jsonl(bad_rows)}, HTTP_HX_REQUEST="true")
+    rejected = ImportJob.objects.get()
+    import_job_execute(job_id=rejected.pk)
+    page = client.get(f"/projects/{project.id}/import-jobs/{rejected.pk}/", HTTP_HX_REQUEST="true")
+    assert b'<span class="badge failed">rejected</span>' in page.content
+    assert b"badge done" not in page.content
+
+    client.post(url, {"file": jsonl(ROWS)}, HTTP_HX_REQUEST="true")
+    done = ImportJob.objects.latest("id")
+    queued = client.get(f"/projects/{project.id}/import-jobs/{done.pk}/", HTTP_HX_REQUEST="true")
+    assert b"hx-swap-oob" not in queued.content  # still running: counters unchanged
+    import_job_execute(job_id=done.pk)
+    page = client.get(f"/projects/{project.id}/import-jobs/{done.pk}/", HTTP_HX_REQUEST="true")
+    html = page.content.decode()
+    assert '<span class="badge done">done</span>' in html
+    assert 'id="project-stats" hx-swap-oob="true"' in html
+    assert '<dd data-testid="n-items">5</dd>' in html
+
+
+def test_web_import_records_trl_labels_only_from_the_named_source(
+    client, project, manager, media, eager, django_capture_on_commit_callbacks
+):
+    client.force_login(manager)
+    trl = [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(2)]
+    url = f"/projects/{project.id}/import/"
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url, {"file": jsonl(trl)}, HTTP_HX_REQUEST="true")
+    assert Item.objects.count() == 2 and not project.annotations.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            url,
+            {
+                "file": jsonl([{"prompt": "q", "chosen": "c", "rejected": "r"}]),
+                "preference_source": "judge",
+            },
+            HTTP_HX_REQUEST="true",
+        )
+    assert list(project.annotations.values_list("source", flat=True)) == ["judge"]
+    bad = client.post(
+        url, {"file": jsonl(trl), "preference_source": "robot"}, HTTP_HX_REQUEST="true"
+    )
+    assert bad.status_code == 400

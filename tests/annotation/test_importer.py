@@ -199,7 +199,7 @@ def test_trl_preference_rows_standard_and_conversational(pairwise):
         "chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
         "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go."}],
     }
-    result = run(pairwise, standard, conversational, implicit)
+    result = run(pairwise, standard, conversational, implicit, preference_source="human")
 
     assert (result.created, result.failed, result.labels_created) == (3, 0, 3)
     items = list(Item.objects.order_by("id").prefetch_related("candidates", "annotations"))
@@ -216,6 +216,13 @@ def test_trl_preference_rows_standard_and_conversational(pairwise):
     )
 
 
+def test_trl_labels_are_not_recorded_as_human_unless_asked(pairwise):
+    """Regression (issue 17): an AI-feedback set must not silently become "human" labels."""
+    result = run(pairwise, {"prompt": "a", "chosen": "b", "rejected": "c"})
+    assert (result.created, result.labels_created) == (1, 0)
+    assert not Annotation.objects.exists()
+
+
 def test_trl_preference_source_can_be_judge_or_none(pairwise):
     run(pairwise, {"prompt": "a", "chosen": "b", "rejected": "c"}, preference_source="judge")
     run(pairwise, {"prompt": "x", "chosen": "y", "rejected": "z"}, preference_source="none")
@@ -228,6 +235,7 @@ def test_trl_unpaired_rows_go_to_thumbs_projects(db):
         thumbs,
         {"prompt": "Tell a joke", "completion": "Why did...", "label": True},
         {"prompt": "Tell a joke", "completion": "No.", "label": False},
+        preference_source="human",
     )
     assert result.created == 2
     assert sorted(a.payload["thumb"] for a in Annotation.objects.all()) == ["down", "up"]

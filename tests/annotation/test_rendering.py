@@ -1,5 +1,6 @@
 """Model output renders as markdown and can never run script."""
 
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -58,7 +59,9 @@ def test_markdown_and_code_blocks_render():
     assert "<h1>Title</h1>" in html
     assert "<strong>bold</strong>" in html
     assert "<code>code</code>" in html
-    assert "<pre><code>" in html and "if a &lt; b:" in html and "&lt;x&gt;" in html
+    assert '<div class="highlight"><pre>' in html and "&lt;x&gt;" in html
+    text_only = re.sub(r"<[^>]+>", "", html)
+    assert "if a &lt; b:" in text_only
     assert "<li>one</li>" in html
 
 
@@ -86,3 +89,28 @@ def test_diff_marks_changes_and_escapes():
 def test_similarity():
     assert similarity("abc def ghi", "abc def ghj") > 0.8
     assert similarity("completely different", "nothing alike here at all") < 0.6
+
+
+def test_code_blocks_are_highlighted_and_still_safe():
+    from annotation.rendering import render_markdown
+
+    html = render_markdown(
+        "```python\ndef f():\n    return '<b>x</b>'\n```\n\n"
+        '<span class="k" onclick="alert(1)">raw</span>\n\n'
+        "```\nplain <i>text</i>\n```"
+    )
+    assert '<div class="highlight">' in html and '<span class="k">def</span>' in html
+    assert "&lt;b&gt;" in html and "<b>" not in html
+    assert '<span class="k" onclick' not in html  # raw HTML stays text
+    assert '&lt;span class="k" onclick' in html
+    assert "plain &lt;i&gt;text&lt;/i&gt;" in html
+
+
+def test_only_pygments_classes_survive():
+    from annotation.rendering import sanitize
+
+    html = sanitize(
+        '<span class="k evil">a</span><div class="highlight x">b</div><p class="k">c</p>'
+    )
+    assert 'class="k"' in html and "evil" not in html and 'class="highlight"' in html
+    assert '<p class="k">' not in html

@@ -60,3 +60,27 @@ def test_run_judge_exits_non_zero_when_the_run_does_not_complete(llm, pairwise_p
     call_command("run_judge", "x", "--judge", "fake", "--resume", str(run.pk), "--no-progress")
     run.refresh_from_db()
     assert run.status == "completed" and run.done == 2
+
+
+def test_run_judge_without_all_says_why_when_nothing_is_routed(llm, pairwise_project):
+    """Regression (issue 17): it created an empty "completed" run instead."""
+    call_command(
+        "add_judge", "fake", "--provider", "openai_compatible", "--model", "m",
+        "--base-url", llm.openai_url,
+    )  # fmt: skip
+    with pytest.raises(CommandError, match="has no items yet"):
+        call_command("run_judge", pairwise_project.slug, "--judge", "fake", "--no-progress")
+    make_items(pairwise_project, 2, route="human")
+    with pytest.raises(CommandError, match=r"no item of project .* is routed to judges.*--all"):
+        call_command("run_judge", pairwise_project.slug, "--judge", "fake", "--no-progress")
+    assert not JudgeRun.objects.exists()
+    call_command("run_judge", pairwise_project.slug, "--judge", "fake", "--all", "--no-progress")
+    assert JudgeRun.objects.get().status == "completed"
+
+
+def test_item_features_are_named_in_plural_once_in_the_admin(admin_client):
+    from routing.router.models import ItemFeatures
+
+    assert ItemFeatures._meta.verbose_name_plural == "item features"
+    html = admin_client.get("/admin/").content.decode()
+    assert "Item features" in html and "featuress" not in html

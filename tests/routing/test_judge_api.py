@@ -4,7 +4,7 @@ import pytest
 
 from routing.judges import services
 from routing.judges.models import Judge, JudgeRun
-from tests.factories import ProjectFactory
+from tests.factories import ItemFactory, ProjectFactory
 from tests.routing.conftest import make_items
 
 pytestmark = pytest.mark.django_db
@@ -179,9 +179,11 @@ class TestJudgeRuns:
         assert response.status_code == 200 and response.json()["status"] == "pending"
 
     def test_list_query_count(self, api, manager, project, judge, django_assert_max_num_queries):
+        ItemFactory(project=project, route="judge")
         for _ in range(6):
             services.judge_run_create(project=project, judge=judge, enqueue=False)
         other = ProjectFactory()
+        ItemFactory(project=other, route="judge")
         services.judge_run_create(project=other, judge=judge, enqueue=False)
         client = api(manager)
         with django_assert_max_num_queries(3):

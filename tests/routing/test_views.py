@@ -88,7 +88,7 @@ def test_query_counts(manager, project, run, django_assert_max_num_queries):
     client = client_for(manager)
     with django_assert_max_num_queries(6):
         client.get(f"/projects/{project.pk}/judge-runs/{run.pk}/", headers={"HX-Request": "true"})
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(8):  # + the start form's judges (exists, choices)
         client.get(f"/projects/{project.pk}/judge-runs/")
 
 
@@ -98,3 +98,23 @@ def test_untrusted_markdown_keeps_text_and_drops_markup():
     assert "javascript" not in html and "<iframe" not in html
     assert "&lt;iframe" in html  # shown as text, not dropped silently
     assert "<code>code</code>" in html
+
+
+def test_verdicts_read_as_labels_with_links_to_their_items(manager, project, run):
+    """Regression (issue 17): verdicts were printed as Python dicts."""
+    item = project.items.get()
+    Annotation.objects.create(
+        project=project,
+        item=item,
+        source="judge",
+        judge="j1",
+        judge_run_id=run.pk,
+        order="BA",
+        payload={"choice": "B", "strength": 2, "aspects": {"honesty": "tie"}},
+        idempotency_key=f"judge:{run.pk}:{item.pk}:BA",
+    )
+    page = client_for(manager).get(f"/projects/{project.pk}/judge-runs/{run.pk}/").content.decode()
+    assert "{&#x27;choice" not in page and "{'choice" not in page
+    assert "B better (strength 2)" in page and "honesty: tie" in page
+    assert "no answer parsed" in page  # the fixture's unparsed answer
+    assert f'href="/projects/{project.pk}/items/{item.pk}/"' in page

@@ -30,8 +30,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--preference-source",
             choices=("human", "judge", "none"),
-            default="human",
-            help="who gave TRL rows' chosen/rejected or completion labels (default: human)",
+            default="none",
+            help="who gave TRL rows' chosen/rejected or completion labels; they become labels "
+            "of that source (default: none, no label: say human only when people chose them)",
         )
         parser.add_argument("--no-progress", action="store_true")
 

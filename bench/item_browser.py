@@ -1,0 +1,140 @@
+"""Item browser figures: the first page, a later page, filters and full-text searches of a
+project of N items, through the whole Django view (session, query, template). Prints JSON.
+
+    python bench/item_browser.py [--items 100000] [--repeat 7] [--reuse]
+
+``--reuse`` times the requests again on the database a previous run loaded (no import).
+
+Items are PandaLM's (the committed sample, cycled, unique external ids), loaded with
+``manage.py import_items`` (its COPY path, with the GIN search indexes in place: the import time
+is reported too). Search words are picked from the sample by how many rows hold them: a common
+one (in about a third of the rows), a rare one (one sample row in 120), and a two-word query.
+Times are the median of ``--repeat`` requests after one warm-up.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from common import fresh_database, machine, manage  # noqa: E402  (bench/ is on sys.path)
+
+SAMPLE = ROOT / "tests" / "fixtures" / "pandalm_sample.jsonl"
+WORD = re.compile(r"[a-z]{5,}")
+
+
+def write_file(path: Path, n: int) -> list[dict]:
+    rows = [json.loads(line) for line in SAMPLE.read_text().splitlines() if line.strip()]
+    with open(path, "w") as out:
+        for i in range(n):
+            row = dict(rows[i % len(rows)])
+            row["external_id"] = f"bench-{i}"
+            row.pop("labels", None)
+            row["metadata"] = {**(row.get("metadata") or {}), "shard": str(i % 10)}
+            out.write(json.dumps(row) + "\n")
+    return rows
+
+
+def pick_words(rows: list[dict]) -> dict[str, str]:
+    """Words by the share of sample rows whose prompt or responses hold them."""
+    df: Counter[str] = Counter()
+    for row in rows:
+        texts = [row.get("prompt") or ""] + [
+            c["text"] if isinstance(c, dict) else c for c in row.get("candidates", [])
+        ]
+        df.update(set(WORD.findall(" ".join(texts).lower())))
+    n = len(rows)
+    common = min(df, key=lambda w: (abs(df[w] / n - 0.33), w))
+    rare = min((w for w in df if df[w] == 1), key=lambda w: (len(w), w))
+    return {"common": common, "rare": rare, "share_common": round(df[common] / n, 3)}
+
+
+def timed(client, url: str, params: dict, repeat: int) -> dict:
+    client.get(url, params)  # warm-up
+    times = []
+    status = None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        response = client.get(url, params)
+        times.append((time.perf_counter() - start) * 1000)
+        status = response.status_code
+    return {"median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
+            "status": status}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--reuse", action="store_true", help="no import: the last run's data")
+    args = parser.parse_args()
+
+    results: dict = {"benchmark": "item_browser", "items": args.items, "machine": machine()}
+    if args.reuse:
+        base = urlparse(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x"))
+        url = urlunparse(base._replace(path="/tandem_bench_browser"))
+        sample = [json.loads(line) for line in SAMPLE.read_text().splitlines() if line.strip()]
+        results["reused_database"] = True
+    else:
+        url = fresh_database("tandem_bench_browser")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "items.jsonl"
+            sample = write_file(path, args.items)
+            start = time.perf_counter()
+            manage(url, "import_items", "bench", str(path), "--create", "--task-type",
+                   "pairwise", "--no-progress")  # fmt: skip
+            results["import_seconds_with_search_indexes"] = round(time.perf_counter() - start, 1)
+    words = pick_words(sample)
+    results["words"] = words
+
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tandem.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ["ALLOWED_HOSTS"] = "testserver"
+    os.environ["DEBUG"] = "0"
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test import Client
+
+    from accounts.models import Role, User
+    from annotation.models import Item, Project
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    project = Project.objects.get(slug="bench")
+    user, _ = User.objects.get_or_create(
+        username="bench-admin", defaults={"role": Role.ADMIN, "is_staff": True}
+    )
+    results["items"] = Item.objects.filter(project=project).count()
+    client = Client()
+    client.force_login(user)
+    page = f"/projects/{project.pk}/items/"
+    middle = Item.objects.filter(project=project).order_by("id")[args.items // 2].pk
+    cases = {
+        "first_page": {},
+        "middle_page": {"after": middle},
+        "filter_route_and_metadata": {"route": "unrouted", "meta_key": "shard", "meta_value": "7"},
+        "search_common_word": {"q": words["common"]},
+        "search_rare_word": {"q": words["rare"]},
+        "search_two_words": {"q": f"{words['common']} {words['rare']}"},
+        "search_rare_word_page_2": {"q": words["rare"], "after": middle},
+    }
+    results["requests"] = {name: timed(client, page, params, args.repeat)
+                           for name, params in cases.items()}  # fmt: skip
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
