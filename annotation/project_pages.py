@@ -87,6 +87,8 @@ def project_members(request: HttpRequest, project_id: int) -> HttpResponse:
             )
         except ApplicationError as exc:
             form.add_error("username", exc.message)
+        except ValidationError as exc:  # the password fails the validators
+            form.add_error("password", exc.messages)
         else:
             role = membership.get_role_display().lower()
             messages.success(request, f"{membership.user.username} is a member now ({role}).")

@@ -40,7 +40,9 @@ def campaign(db):
     MembershipFactory(project=project, user=annotator, role=Membership.Role.ANNOTATOR)
     items = [ItemFactory(project=project, route="judge") for _ in range(3)]
     AnnotationFactory(item=items[0], annotator=annotator, payload={"choice": "A"})
-    judge = judge_services.judge_create(name="j1", provider="openai", model="m", api_key_env="K")
+    judge = judge_services.judge_create(
+        name="j1", provider="openai", model="m", api_key_env="J1_API_KEY"
+    )
     run = judge_services.judge_run_create(project=project, judge=judge, enqueue=False)
     AnnotationFactory(
         item=items[1],

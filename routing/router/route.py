@@ -20,6 +20,7 @@ both, so that the judge's accuracy is measured and the learned policy has labels
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -90,7 +91,12 @@ def routing_policy_set(*, project: Project, **values: Any) -> RoutingPolicy:
     RoutingPolicyVersion.objects.create(
         policy=policy,
         version=policy.version,
-        config={field: getattr(policy, field) for field in POLICY_FIELDS},
+        # Money (judge_cost_cap) as text: JSON has no exact decimal.
+        config={
+            field: str(value) if isinstance(value, Decimal) else value
+            for field in POLICY_FIELDS
+            for value in [getattr(policy, field)]
+        },
     )
     RoutingBudget.objects.get_or_create(project=project)
     if Item.objects.filter(project=project, route=Item.Route.UNROUTED).exists():

@@ -125,7 +125,7 @@ def test_markdown_preview_is_sanitised(manager):
 def test_members_add_existing_create_change_and_remove(manager, project):
     client = client_for(manager)
     url = f"/projects/{project.pk}/members/"
-    bob = UserFactory(username="bob")
+    bob = UserFactory(username="bob", role=Role.MANAGER)  # a site manager may manage
     assert client.post(url, {"username": "bob", "role": "annotator"}).status_code == 302
     assert Membership.objects.get(project=project, user=bob).role == "annotator"
 

@@ -41,6 +41,9 @@ def shot():
     return take
 
 
+ANN_PASSWORD = "sturdy-campaign-passphrase-17"
+
+
 def log_in(page, live_server, username, password="pw"):
     page.goto(f"{live_server.url}/login/")
     page.fill("input[name=username]", username)
@@ -109,7 +112,12 @@ def test_a_campaign_from_the_browser(page, live_server, tmp_path, eager, shot, s
     page.click("a:text('Members')")
     page.fill("#id_username", "ann")
     page.check("#id_create")
-    page.fill("#id_password", "pw")
+    page.fill("#id_password", "pw")  # too weak: the validators' reason, on the field
+    page.click("button:text('Add')")
+    page.wait_for_selector(".field-error")
+    page.fill("#id_username", "ann")
+    page.check("#id_create")
+    page.fill("#id_password", ANN_PASSWORD)
     page.click("button:text('Add')")
     page.wait_for_selector("#members td:text-is('ann')")
     assert Membership.objects.get(project=project, user__username="ann").role == "annotator"
@@ -152,7 +160,7 @@ def test_a_campaign_from_the_browser(page, live_server, tmp_path, eager, shot, s
     log_out(page)
 
     # The annotator labels, undoes and corrects a label.
-    log_in(page, live_server, "ann")
+    log_in(page, live_server, "ann", ANN_PASSWORD)
     page.goto(f"{base}/projects/{project.pk}/work/")
     page.wait_for_selector("#task-form")
     page.keyboard.press("2")  # left better

@@ -105,7 +105,10 @@ def test_a_build_interrupted_too_often_gives_up(project, pairwise):
     snapshot = snapshots.snapshot_create(
         project=project, user=None, format="raw", file_format="jsonl"
     )
-    Snapshot.objects.filter(pk=snapshot.pk).update(status="running", attempts=3)
+    long_ago = timezone.now() - timedelta(hours=1)  # its worker died: it stopped beating
+    Snapshot.objects.filter(pk=snapshot.pk).update(
+        status="running", attempts=3, started_at=long_ago, created_at=long_ago
+    )
     done = snapshots.snapshot_build(snapshot_id=snapshot.pk)
     assert done.status == "failed" and "gave up after 3 attempts" in done.error
 

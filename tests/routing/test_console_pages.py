@@ -35,7 +35,7 @@ def judge(db):
         name="j1",
         provider="openai",
         model="m",
-        api_key_env="K",
+        api_key_env="J1_API_KEY",
         price_input_per_mtok=Decimal("2"),
         price_output_per_mtok=Decimal("8"),
         sampling={"max_tokens": 100},
@@ -262,7 +262,7 @@ def test_routing_api_shows_the_history(api, manager, project):
     from routing.router import route
 
     route.routing_policy_set(project=project, name="all_human")
-    route.routing_policy_set(project=project, name="all_judge")
+    route.routing_policy_set(project=project, name="all_judge", judges=["j1"])
     body = api(manager).get(f"/api/v1/projects/{project.pk}/routing-policy/").json()
     assert [v["version"] for v in body["history"]] == [2, 1]
 
@@ -271,7 +271,7 @@ def test_routing_page_query_count(manager, project, django_assert_max_num_querie
     from routing.router import route
 
     for name in ("all_human", "all_judge", "random"):
-        route.routing_policy_set(project=project, name=name)
+        route.routing_policy_set(project=project, name=name, judges=["j1"])
     client = client_for(manager)
     with django_assert_max_num_queries(14):
         client.get(f"/projects/{project.pk}/routing/")
