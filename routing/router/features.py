@@ -186,6 +186,30 @@ def prompt_text(view: ItemView) -> str:
     return view.prompt or "\n".join(m["content"] for m in view.messages or [])
 
 
+_SPACES = re.compile(r"\s+")
+
+
+def normalised_prompt(view: ItemView) -> str:
+    """The prompt (or the conversation, role by role) lower-cased with runs of white space as one
+    space: what makes two items "the same question" for cross-fitting and overlap checks."""
+    if view.prompt:
+        text = view.prompt
+    else:
+        text = "\n".join(
+            f"{m.get('role', '')}: {m.get('content', '')}" for m in view.messages or []
+        )
+    return _SPACES.sub(" ", text).strip().lower()
+
+
+def prompt_groups(views: Iterable[ItemView]) -> pd.Series:
+    """Per item key, a stable 64-bit hash of its normalised prompt. Items with identical content
+    share their prompt, so one group holds every copy of an item and every pair on a prompt."""
+    views = list(views)
+    texts = pd.Series([normalised_prompt(v) for v in views], dtype=object)
+    hashed = pd.util.hash_pandas_object(texts, index=False).to_numpy()
+    return pd.Series(hashed, index=[v.key for v in views], name="group")
+
+
 def lexical_features(view: ItemView) -> dict[str, float]:
     prompt = prompt_text(view)
     a = view.candidates[0] if view.candidates else ""
