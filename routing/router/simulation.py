@@ -8,10 +8,14 @@ Semantics (docs/routing.md):
   scored items, ``round(budget * n_scored)`` of them go to people;
 - an item sent to people takes one human label: the first in the row when the reference is a human
   majority, otherwise the gold label;
-- the others take the label of the primary judge (the first named): its presentation orders must
-  agree, else it is a tie; a tie or an unparseable verdict scores as wrong;
-- baselines: random routing (mean over 20 seeds), all-judge, and the oracle (the items where the
-  judge is wrong first, then the rest by a stable hash of the item: the ceiling);
+- the others take the label of the primary judge (the first named): its parseable presentation
+  orders must agree, else it is a tie; an order whose twin is unparseable gives its verdict
+  alone (``features.judge_verdict``; the features flag it ``primary_unparsed``, which judge
+  uncertainty counts as inconclusive); a tie or a verdict with no parseable order scores as
+  wrong;
+- baselines: random routing (its exact expectation over all draws), all-judge, and the oracle
+  (the items where the judge is wrong first, then the rest by a stable hash of the item: the
+  ceiling);
 - nothing depends on the order of the rows: ties in every ranking are broken by secondary signals
   and then by a stable hash of the item's ``external_id`` with the seed;
 - ``dedupe``: of items with identical content (prompt or conversation and the candidates' texts),
@@ -22,7 +26,6 @@ Semantics (docs/routing.md):
   refused.
 """
 
-import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,7 +42,7 @@ from routing.router.features import (
     ItemView,
     JudgeLabel,
     features_table,
-    judge_verdict,
+    judge_table,
     metadata_table,
     normalised_prompt,
     prompt_groups,
@@ -49,7 +52,6 @@ from routing.router.policies.base import stable_hash
 from routing.router.policies.learned import judge_error_target
 from tandem.errors import InvalidInput
 
-RANDOM_SEEDS = 20
 DECISIVE = ("A", "B")
 
 
@@ -114,16 +116,25 @@ def sim_items(rows: Iterable[ItemRow], judges: Sequence[str], *, prefix: str = "
             human = next(x.payload.get("choice") for x in row.labels if x.source == "human")
         else:
             human = reference
-        verdict = judge_verdict([j for j in judge_labels if j.judge == judges[0]])
         items.append(
             SimItem(
                 view=view,
                 reference=reference,
                 reference_kind=kind,
                 human_label=human,
-                judge_label=verdict.choice if verdict else None,
+                judge_label=None,
             )
         )
+    # The primary judge's combined verdict (judge_verdict's rules), for all items at once.
+    if items and judges:
+        primary = judge_table([it.view for it in items], judges[:1])
+        labels = np.select(
+            [primary["primary_a"] > 0, primary["primary_b"] > 0, primary["primary_tie"] > 0],
+            ["A", "B", "tie"],
+            default="",
+        )
+        for item, label in zip(items, labels.tolist(), strict=True):
+            item.judge_label = label or None
     return items
 
 
@@ -160,14 +171,14 @@ class Scorer:
         order = np.lexsort((stable_hash(self.keys, self.seed), self.judge_ok))
         return list(self.keys[order])
 
-    def random_mean(self, k: int, seed: int) -> float:
-        """Mean agreement of ``RANDOM_SEEDS`` random draws of ``k`` items (whatever the row
-        order: the keys are drawn from their sorted list)."""
-        ordered = sorted(self.keys, key=str)
-        runs = [
-            self.agreement(random.Random(seed + s).sample(ordered, k)) for s in range(RANDOM_SEEDS)
-        ]
-        return float(np.mean(runs))
+    def random_expected(self, k: int) -> float:
+        """The expected agreement when ``k`` items drawn uniformly at random go to people (the
+        mean over every possible draw, exactly: no seed, no row order)."""
+        n = len(self.keys)
+        if n == 0:
+            return 0.0
+        gain = float(self.human_ok.sum() - self.judge_ok.sum()) / n
+        return float(self.judge_ok.mean()) + gain * k / n
 
 
 def items_deduplicated(rows: Sequence[ItemRow]) -> tuple[list[ItemRow], int]:
@@ -200,14 +211,18 @@ def _normalised(row: ItemRow) -> str:
 
 
 def learned_fit(
-    items: Sequence[SimItem], table: pd.DataFrame, *, params: dict[str, Any]
+    items: Sequence[SimItem],
+    table: pd.DataFrame,
+    *,
+    params: dict[str, Any],
+    full_model: bool = True,
 ) -> LearnedPolicy:
     target = pd.Series(
         [judge_error_target(it.judge_label, it.reference) for it in items],
         index=[it.view.key for it in items],
     )
     groups = prompt_groups(it.view for it in items)
-    return LearnedPolicy(**params).fit(table, target, groups)
+    return LearnedPolicy(**params).fit(table, target, groups, full_model=full_model)
 
 
 def simulation_run(
@@ -240,7 +255,11 @@ def simulation_run(
     items = [it for it in all_items if it.reference in DECISIVE]
     if not items:
         raise InvalidInput("no item has a usable reference (gold or a human majority)")
-    table = features_table([it.view for it in items], judges, embeddings=embeddings)
+    # py3langid (per distinct prompt) only where a policy can read the language: rules.
+    language = policy == "rules"
+    table = features_table(
+        [it.view for it in items], judges, embeddings=embeddings, language=language
+    )
     metadata = metadata_table([it.view for it in items])
     scorer = Scorer(items, seed=seed)
     params = dict(params or {})
@@ -264,11 +283,11 @@ def simulation_run(
                 it for it in sim_items(train_rows, fit_judges, prefix="train:") if it.reference
             ]
             train_table = features_table(
-                [it.view for it in train_items], fit_judges, embeddings=embeddings
+                [it.view for it in train_items], fit_judges, embeddings=embeddings, language=False
             )
             built = learned_fit(train_items, train_table, params=params)
         else:
-            built = learned_fit(items, table, params=params)
+            built = learned_fit(items, table, params=params, full_model=False)
     else:
         if train_rows is not None:
             raise InvalidInput("--train applies to the learned policy only")
@@ -289,7 +308,7 @@ def simulation_run(
                 "budget": budget,
                 "agreement": round(scorer.agreement(human), 4),
                 "human_items": len(human),
-                "random": round(scorer.random_mean(k, seed), 4),
+                "random": round(scorer.random_expected(k), 4),
                 "all_judge": round(scorer.agreement([]), 4),
                 "oracle": round(scorer.agreement(oracle[:k]), 4),
             }

@@ -37,8 +37,9 @@ class RoutePlan:
 def stable_hash(keys: Any, seed: int = 0) -> np.ndarray:
     """A 64-bit hash per item key, the same in every run and every row order; ``seed`` gives
     another, equally stable, order. The last tie-breaker of every ranking."""
-    texts = pd.Series([f"{seed}:{key}" for key in keys], dtype=object)
-    return pd.util.hash_pandas_object(texts, index=False).to_numpy()
+    texts = pd.Series(pd.Index(keys).astype(str), dtype=object)
+    key = f"{seed % 10**16:016d}"  # the seed as hash_pandas_object's 16-character key
+    return pd.util.hash_pandas_object(texts, index=False, hash_key=key).to_numpy()
 
 
 def ranked_order(

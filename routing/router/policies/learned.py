@@ -9,8 +9,8 @@ dataset, with its judges, applies to another):
   isotonic (monotone) fit: it ranks exactly as the ``judge_uncertainty`` policy does;
 - ``logistic``: L2-regularised logistic regression (C=1) on standardised features, missing values
   imputed with the median plus a missing-indicator per feature;
-- ``boosting``: ``HistGradientBoostingClassifier`` with fixed hyperparameters (150 iterations,
-  learning rate 0.05, 15 leaves, 20 samples a leaf, L2 1.0, ``early_stopping=False`` so that the
+- ``boosting``: ``HistGradientBoostingClassifier`` with fixed hyperparameters (100 iterations,
+  learning rate 0.1, 15 leaves, 20 samples a leaf, L2 1.0, ``early_stopping=False`` so that the
   configuration does not change with the number of rows).
 
 Model selection: grouped inner cross-validation (``INNER_FOLDS`` folds by prompt group, on at most
@@ -61,9 +61,9 @@ LEARNED_FEATURES = (
     "has_list",
     "n_turns",
     "non_ascii",
-    # lang_confidence is left out: on PandaLM (all English) it only proxies prompt length and
-    # moved the cross-fitted figures by -0.005..+0.005 depending on the fold split (docs).
-    "lang_en",
+    # The language (lang_en, lang_confidence) is left out: PandaLM and LLMBar are English
+    # throughout, so it carries nothing there, and py3langid is the one per-prompt Python step
+    # of the features (docs/routing.md).
     "embed_cosine",
     *(f"tag_domain_{domain}" for domain in TAG_DOMAINS),
     "tag_complexity",
@@ -107,9 +107,13 @@ SELECTION_BUDGETS = (0.1, 0.2, 0.3, 0.5)
 AS_GOOD = 0.005
 INNER_FOLDS = 3
 SELECTION_MAX_ROWS = 6000
+# Up to this many labelled items the choice is made again inside every outer fold (nested); above
+# it once, on all of them, and every fold fits that candidate: a three-way choice made on tens of
+# thousands of items carries no single item's label measurably, and nesting costs 15 more fits.
+NESTED_MAX_ROWS = 20000
 # Repeats of the cross-fit reduce the variance of small data; on large data one split is enough:
 # repeats are cut so that repeats x labelled items stays under this (at least one).
-REPEAT_ROWS = 30000
+REPEAT_ROWS = 10000
 
 
 def fold_of(key: Any, folds: int, seed: int) -> int:
@@ -183,8 +187,8 @@ class Candidate:
             from sklearn.ensemble import HistGradientBoostingClassifier
 
             self.estimator = HistGradientBoostingClassifier(
-                max_iter=150,
-                learning_rate=0.05,
+                max_iter=100,
+                learning_rate=0.1,
                 max_leaf_nodes=15,
                 min_samples_leaf=20,
                 l2_regularization=1.0,
@@ -272,11 +276,12 @@ class LearnedPolicy(Policy):
         self.metrics: dict[str, Any] = {}
         self.features_used: list[str] = []
         self.choice = ""
+        self.complete = True
         self.adapted: dict[str, Any] = {}
 
     @property
     def fitted(self) -> bool:
-        return self.full is not None
+        return bool(self.choice)
 
     def meaning(self) -> str:
         if self.falls_back:
@@ -287,11 +292,17 @@ class LearnedPolicy(Policy):
         return _matrix(with_judge_uncertainty(table), self.features_used)
 
     def fit(
-        self, table: pd.DataFrame, target: pd.Series, groups: pd.Series | None = None
+        self,
+        table: pd.DataFrame,
+        target: pd.Series,
+        groups: pd.Series | None = None,
+        *,
+        full_model: bool = True,
     ) -> "LearnedPolicy":
         """Cross-fit on the items whose ``target`` is known (0/1; NaN = unknown). ``groups`` (per
         key, e.g. ``features.prompt_groups``) keeps each group in one fold; without it each item
-        is its own group."""
+        is its own group. ``full_model=False`` skips the model fitted on every labelled item, which
+        only scores items without a label (the simulation's items all have one)."""
         from sklearn.metrics import brier_score_loss, roc_auc_score
         from threadpoolctl import threadpool_limits
 
@@ -329,7 +340,9 @@ class LearnedPolicy(Policy):
             self.choice, measured = model_select(
                 X, y, group, keys, ju_index=ju_index, seed=self.seed
             )
-            self.full = Candidate(self.choice, ju_index, self.seed).fit(X, y)
+            if full_model or self.falls_back:
+                self.full = Candidate(self.choice, ju_index, self.seed).fit(X, y)
+            self.complete = full_model
             if self.falls_back:
                 splits, oof = splits[:0], self.full.predict(X)  # in-sample: monotone in ju
             for folds in splits:
@@ -343,14 +356,16 @@ class LearnedPolicy(Policy):
                     if len(set(y[train])) < 2:
                         raise InvalidInput("learned: a fold has only one outcome; label more")
                     # Selection and fitting see the other folds only.
-                    choice, _ = model_select(
-                        X[train],
-                        y[train],
-                        group[train],
-                        keys[train],
-                        ju_index=ju_index,
-                        seed=self.seed,
-                    )
+                    choice = self.choice
+                    if len(keys) <= NESTED_MAX_ROWS:
+                        choice, _ = model_select(
+                            X[train],
+                            y[train],
+                            group[train],
+                            keys[train],
+                            ju_index=ju_index,
+                            seed=self.seed,
+                        )
                     model = Candidate(choice, ju_index, self.seed).fit(X[train], y[train])
                     row.append(model)
                     choices.append(choice)
@@ -398,6 +413,8 @@ class LearnedPolicy(Policy):
         folds = self.fold_by_key.reindex(table.index)
         labelled = folds.notna().all(axis=1).to_numpy() if len(folds.columns) else None
         with threadpool_limits(1):
+            if not self.complete and (labelled is None or not labelled.all()):
+                raise InvalidInput("learned: fitted without a full model; every item needs a fold")
             if labelled is None or not labelled.any():
                 return pd.Series(self.full.predict(X), index=table.index)
             # Labelled in training: only the models that never saw this item (or its group).
