@@ -22,8 +22,12 @@ Semantics (docs/routing.md):
   only the one with the smallest ``external_id`` is kept;
 - ``learned`` is cross-fitted in folds grouped by normalised prompt (``features.prompt_groups``),
   so that no copy of an item and no pair on the same prompt helps to score it; with ``train_rows``
-  it is fitted on those only, and a training file that shares prompts with the evaluated one is
-  refused.
+  it is fitted on those only (a training file that shares prompts with the evaluated one is
+  refused), and ``calibration`` of the evaluated items (a stable hash of their prompt) form its
+  calibration slice, as in the live router: their labels decide whether the transferred model
+  beats judge uncertainty here; if not, the policy ranks by judge uncertainty. As with the
+  cross-fit, the labels are taken as known without spending the budget, and the slice's items
+  are routed like the rest (their labels decide this one choice between two rankings only).
 """
 
 from collections import Counter
@@ -238,6 +242,7 @@ def simulation_run(
     folds: int = 5,
     embeddings: bool = True,
     dedupe: bool = False,
+    calibration: float = 0.1,
 ) -> dict[str, Any]:
     """Route ``rows`` with ``policy`` at each budget and score the result (module docstring)."""
     for budget in budgets:
@@ -286,6 +291,20 @@ def simulation_run(
                 [it.view for it in train_items], fit_judges, embeddings=embeddings, language=False
             )
             built = learned_fit(train_items, train_table, params=params)
+            # The target's calibration slice (as the live router has): a stable hash of the
+            # prompt group picks ``calibration`` of the items; they go to people first (within
+            # the budget) and their labels decide whether the transferred model beats judge
+            # uncertainty here (LearnedPolicy.adapt).
+            groups = prompt_groups(it.view for it in items)
+            draw = (stable_hash(groups.to_numpy(), seed + 15485863) >> np.uint64(11)).astype(
+                float
+            ) / 2.0**53
+            in_slice = draw < calibration
+            target = pd.Series(
+                [judge_error_target(it.judge_label, it.reference) for it in items],
+                index=table.index,
+            )
+            built.adapt(table[in_slice], target[in_slice])
         else:
             built = learned_fit(items, table, params=params, full_model=False)
     else:
@@ -334,4 +353,5 @@ def simulation_run(
         }
         if train_rows is not None:
             out["model"]["train_judges"] = list(train_judges or judges)
+            out["model"]["calibration"] = {"share": calibration, **built.adapted}
     return out

@@ -85,6 +85,12 @@ class Command(BaseCommand):
             action="store_true",
             help="keep items with identical content once (the smallest external_id)",
         )
+        parser.add_argument(
+            "--calibration",
+            type=float,
+            default=0.1,
+            help="with --train: the share of FILE's items in its calibration slice",
+        )
         parser.add_argument("--folds", type=int, default=5)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--no-embeddings", action="store_true")
@@ -111,6 +117,7 @@ class Command(BaseCommand):
                     folds=opts["folds"],
                     embeddings=not opts["no_embeddings"],
                     dedupe=opts["dedupe"],
+                    calibration=opts["calibration"],
                 )
                 for name in policies
             ]
@@ -134,9 +141,15 @@ class Command(BaseCommand):
         )
         if "model" in run:
             m = run["model"]
+            chosen = m["model"]
+            calibration = m.get("calibration")
+            if calibration and not calibration.get("kept", True):
+                chosen += (
+                    " (not better than judge uncertainty on FILE's calibration slice: ranks by it)"
+                )
             self.stdout.write(
                 f"  model: {m['trained_on']}, {m['n_train']} items, out-of-fold AUC "
-                f"{m['oof_auc']:.3f}, chosen {m['model']}"
+                f"{m['oof_auc']:.3f}, chosen {chosen}"
             )
         self.stdout.write(
             f"  {'budget':>6} {'humans':>6} {run['policy'][:10]:>10} {'random':>7} "

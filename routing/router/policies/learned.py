@@ -86,6 +86,25 @@ LEARNED_FEATURES = (
     "judge_uncertainty",
 )
 DECISIVE = ("A", "B")
+# Feature groups, for the ``drop`` param and the ablation in docs/routing.md.
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "length": (
+        "prompt_tokens",
+        "a_tokens",
+        "b_tokens",
+        "len_diff",
+        "abs_len_diff",
+        "len_log_ratio",
+        "empty_candidate",
+    ),
+    "overlap": ("overlap", "identical", "prompt_overlap_a", "prompt_overlap_b", "embed_cosine"),
+    "format": ("has_code", "has_markdown", "has_list", "n_turns", "non_ascii"),
+    "tags": tuple(c for c in LEARNED_FEATURES if c.startswith("tag_")),
+    "primary_judge": tuple(c for c in LEARNED_FEATURES if c.startswith("primary_"))[:-1],
+    "other_judges": ("n_other_judges", *OTHER_JUDGE_FEATURES),
+    "length_bias": ("primary_picks_longer", "others_pick_longer"),
+    "judge_uncertainty": ("judge_uncertainty",),
+}
 
 
 def judge_error_target(judge_choice: str | None, reference: str | None) -> float:
@@ -160,9 +179,12 @@ def simplest_as_good(measured: dict[str, float], tolerance: float = AS_GOOD) -> 
 class Candidate:
     """A fitted candidate: ``predict`` gives the probability that the judge is wrong."""
 
-    def __init__(self, name: str, ju_index: int, seed: int) -> None:
-        self.name, self.ju_index, self.seed = name, ju_index, seed
+    def __init__(self, name: str, ju_index: int, seed: int, use_ju: bool = True) -> None:
+        self.name, self.ju_index, self.seed, self.use_ju = name, ju_index, seed, use_ju
         self.estimator: Any = None
+
+    def _columns(self, X: np.ndarray) -> np.ndarray:
+        return X if self.use_ju else np.delete(X, self.ju_index, axis=1)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "Candidate":
         # scikit-learn is imported where it is used: loading it costs every Django process
@@ -182,7 +204,7 @@ class Candidate:
                 SimpleImputer(strategy="median", add_indicator=True),
                 StandardScaler(),
                 LogisticRegression(C=1.0, max_iter=2000),
-            ).fit(X, y)
+            ).fit(self._columns(X), y)
         else:
             from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -194,7 +216,7 @@ class Candidate:
                 l2_regularization=1.0,
                 early_stopping=False,
                 random_state=self.seed,
-            ).fit(X, y)
+            ).fit(self._columns(X), y)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -202,7 +224,7 @@ class Candidate:
             return np.zeros(0)
         if self.name == "judge_uncertainty":
             return self.estimator.predict(X[:, self.ju_index])
-        return self.estimator.predict_proba(X)[:, 1]
+        return self.estimator.predict_proba(self._columns(X))[:, 1]
 
 
 def model_select(
@@ -214,11 +236,14 @@ def model_select(
     ju_index: int,
     seed: int,
     candidates: tuple[str, ...] = CANDIDATES,
+    use_ju: bool = True,
 ) -> tuple[str, dict[str, float]]:
     """The candidate chosen by grouped inner cross-validation, with what each measured. With too
     little data to cross-validate (fewer than two groups per fold, one outcome in a fold) the
     answer is ``judge_uncertainty``: nothing can show that a model beats it."""
     keys = np.asarray(keys, dtype=object)
+    if len(candidates) == 1:
+        return candidates[0], {}
     if len(y) > SELECTION_MAX_ROWS:  # a stable sample of whole groups
         share = SELECTION_MAX_ROWS / len(y)
         draw = (stable_hash(groups, seed + 104729) >> np.uint64(11)).astype(float) / 2.0**53
@@ -229,7 +254,7 @@ def model_select(
     if usable:
         usable = all(len(set(y[inner != f].tolist())) == 2 for f in range(INNER_FOLDS))
     if not usable:
-        return "judge_uncertainty", {}
+        return candidates[0], {}
     ju = X[:, ju_index]
     measured: dict[str, float] = {}
     for name in candidates:
@@ -239,7 +264,7 @@ def model_select(
             pred = np.zeros(len(y))
             for f in range(INNER_FOLDS):
                 test = inner == f
-                model = Candidate(name, ju_index, seed).fit(X[~test], y[~test])
+                model = Candidate(name, ju_index, seed, use_ju).fit(X[~test], y[~test])
                 pred[test] = model.predict(X[test])
         measured[name] = caught_share(y, pred, keys, secondary=ju, seed=seed)
     return simplest_as_good(measured), measured
@@ -261,8 +286,27 @@ class LearnedPolicy(Policy):
     version = "2"
     score_meaning = "predicted chance the judge is wrong"
 
-    def __init__(self, *, folds: int = 5, repeats: int = 3, seed: int = 0, **extra: Any) -> None:
+    def __init__(
+        self,
+        *,
+        folds: int = 5,
+        repeats: int = 3,
+        seed: int = 0,
+        models: list[str] | None = None,
+        drop: list[str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(**extra)
+        models = list(CANDIDATES) if models is None else models
+        drop = [] if drop is None else drop
+        if not isinstance(models, list) or not models or set(models) - set(CANDIDATES):
+            raise InvalidInput(f"learned: models must be a list from {', '.join(CANDIDATES)}")
+        if not isinstance(drop, list) or set(drop) - set(FEATURE_GROUPS):
+            raise InvalidInput(f"learned: drop must be a list from {', '.join(FEATURE_GROUPS)}")
+        if "judge_uncertainty" in drop and "judge_uncertainty" in models:
+            raise InvalidInput("learned: dropping judge_uncertainty needs models without it")
+        self.candidates = tuple(c for c in CANDIDATES if c in models)
+        self.drop = drop
         for name, value, low, high in (("folds", folds, 2, 20), ("repeats", repeats, 1, 10)):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise InvalidInput(f"learned: {name} must be a whole number from {low} to {high}")
@@ -270,6 +314,10 @@ class LearnedPolicy(Policy):
             raise InvalidInput("learned: seed must be a whole number")
         self.folds, self.repeats, self.seed = folds, repeats, seed
         self.params = {"folds": folds, "repeats": repeats, "seed": seed}
+        if models != list(CANDIDATES):
+            self.params["models"] = list(self.candidates)
+        if drop:
+            self.params["drop"] = drop
         self.models: list[list[Candidate | None]] = []  # [repeat][fold]
         self.full: Candidate | None = None  # selected and fitted on every labelled item
         self.fold_by_key = pd.DataFrame()  # labelled key -> its fold in each repeat
@@ -324,10 +372,18 @@ class LearnedPolicy(Policy):
             raise InvalidInput("learned: every labelled item needs its group")
         full_table = with_judge_uncertainty(table)
         # A feature missing everywhere (no embeddings, no tags, no confidence) carries nothing.
+        dropped = {c for group in self.drop for c in FEATURE_GROUPS[group]}
         self.features_used = [
-            c for c in LEARNED_FEATURES if c in full_table and full_table.loc[keys, c].notna().any()
+            c
+            for c in LEARNED_FEATURES
+            if c in full_table and full_table.loc[keys, c].notna().any() and c not in dropped
         ]
+        # The judge-uncertainty score stays in the matrix (the fallback ranks by it); dropped, it
+        # is only out of the models' columns (see Candidate).
+        if "judge_uncertainty" not in self.features_used:
+            self.features_used.append("judge_uncertainty")
         ju_index = self.features_used.index("judge_uncertainty")
+        use_ju = "judge_uncertainty" not in self.drop
         X = _matrix(full_table, self.features_used)[known]
         repeats = max(1, min(self.repeats, REPEAT_ROWS // len(keys)))
         splits = np.stack([group_folds(group, self.folds, self.seed + r) for r in range(repeats)])
@@ -338,10 +394,17 @@ class LearnedPolicy(Policy):
             # First the choice on every labelled item: when no model beats judge uncertainty,
             # the policy ranks by it (no label involved) and no fold model is needed.
             self.choice, measured = model_select(
-                X, y, group, keys, ju_index=ju_index, seed=self.seed
+                X,
+                y,
+                group,
+                keys,
+                ju_index=ju_index,
+                seed=self.seed,
+                candidates=self.candidates,
+                use_ju=use_ju,
             )
             if full_model or self.falls_back:
-                self.full = Candidate(self.choice, ju_index, self.seed).fit(X, y)
+                self.full = Candidate(self.choice, ju_index, self.seed, use_ju).fit(X, y)
             self.complete = full_model
             if self.falls_back:
                 splits, oof = splits[:0], self.full.predict(X)  # in-sample: monotone in ju
@@ -365,8 +428,10 @@ class LearnedPolicy(Policy):
                             keys[train],
                             ju_index=ju_index,
                             seed=self.seed,
+                            candidates=self.candidates,
+                            use_ju=use_ju,
                         )
-                    model = Candidate(choice, ju_index, self.seed).fit(X[train], y[train])
+                    model = Candidate(choice, ju_index, self.seed, use_ju).fit(X[train], y[train])
                     row.append(model)
                     choices.append(choice)
                     oof[test] += model.predict(X[test]) / repeats
@@ -387,6 +452,38 @@ class LearnedPolicy(Policy):
             "fold_models": {c: choices.count(c) for c in CANDIDATES if c in choices},
             "features": list(self.features_used),
         }
+        return self
+
+    def adapt(self, table: pd.DataFrame, target: pd.Series) -> "LearnedPolicy":
+        """Check a model fitted on another data set on this one's labelled calibration items
+        (``target`` 0/1, NaN = unknown): unless it catches more judge errors there than judge
+        uncertainty by more than ``AS_GOOD``, the policy ranks by judge uncertainty (and says so).
+        The calibration items' labels decide this one choice and nothing else."""
+        if not self.fitted:
+            raise InvalidInput("learned: the policy has no fitted model yet")
+        target = target.reindex(table.index).astype(float)
+        known = target.notna().to_numpy()
+        keys = table.index[known]
+        y = target.to_numpy()[known].astype(int)
+        X = self._design(table.loc[keys])
+        ju = X[:, self.features_used.index("judge_uncertainty")]
+        model = self.full.predict(X) if not self.falls_back and len(keys) else ju
+        measured = {
+            "judge_uncertainty": caught_share(y, ju, keys, secondary=ju, seed=self.seed),
+            "transferred": caught_share(y, model, keys, secondary=ju, seed=self.seed),
+        }
+        kept = (
+            not self.falls_back
+            and measured["transferred"] > measured["judge_uncertainty"] + AS_GOOD
+        )
+        self.adapted = {
+            "n_calibration": len(keys),
+            "model_before": self.choice,
+            **{f"{k}_caught": round(v, 4) for k, v in measured.items()},
+            "kept": kept,
+        }
+        if not kept:
+            self.choice = "judge_uncertainty"
         return self
 
     @property
