@@ -98,7 +98,7 @@ def router_model_train(*, project: Project) -> RouterModel | None:
 
 
 def _learned_params(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in (params or {}).items() if k in ("repeats", "seed")}
+    return {k: v for k, v in (params or {}).items() if k in ("repeats", "seed", "models", "drop")}
 
 
 def router_model_retrain_due(*, project: Project) -> bool:

@@ -327,6 +327,21 @@ class LearnedPolicy(Policy):
         self.complete = True
         self.adapted: dict[str, Any] = {}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A model stored by version 1 (folds by row id, no selection) is not trusted: it ranks by
+        # judge uncertainty until the project's model is fitted again.
+        if "choice" not in state:
+            state = {
+                **state,
+                "choice": "judge_uncertainty",
+                "complete": True,
+                "candidates": CANDIDATES,
+                "drop": [],
+                "full": None,
+                "adapted": {"note": "stored by learned policy version 1; refit to use a model"},
+            }
+        self.__dict__.update(state)
+
     @property
     def fitted(self) -> bool:
         return bool(self.choice)
