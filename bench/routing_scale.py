@@ -128,6 +128,7 @@ def live_route(slug: str) -> dict:
     policy = learned_fit(items, table, params={"repeats": 1})
     buffer = io.BytesIO()
     joblib.dump(policy, buffer)
+    RouterModel.objects.filter(project=project).delete()  # a run before this one
     RouterModel.objects.create(
         project=project,
         version=1,
@@ -198,11 +199,13 @@ def main() -> None:
             proc = subprocess.run(
                 [PYTHON, __file__, "--live", "bench"],
                 env={**os.environ, "DATABASE_URL": url},
-                check=True,
                 capture_output=True,
                 text=True,
             )
-            out["live_router"][n] = json.loads(proc.stdout.strip().splitlines()[-1])
+            if proc.returncode:
+                out["live_router"][n] = {"failed": proc.stderr.strip().splitlines()[-3:]}
+            else:
+                out["live_router"][n] = json.loads(proc.stdout.strip().splitlines()[-1])
             print(json.dumps({n: out["live_router"][n]}), file=sys.stderr)
     result = json.dumps(out, indent=2)
     (ROOT / "bench" / "results" / "routing_scale.json").write_text(result + "\n")
