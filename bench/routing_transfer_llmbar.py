@@ -59,6 +59,8 @@ def simulate(name: str, target: Path, judges: list[str], train=None) -> list[dic
         *extra,
         "--budgets",
         BUDGETS,
+        "--no-embeddings",
+        "--dedupe",
         "--json",
         str(out),
         "--plot",
@@ -118,11 +120,22 @@ def main() -> None:
         summary[name] = {
             "model": {
                 key: learned["model"].get(key)
-                for key in ("trained_on", "n_train", "oof_auc", "train_judges")
+                for key in (
+                    "trained_on",
+                    "n_train",
+                    "oof_auc",
+                    "model",
+                    "selection",
+                    "train_judges",
+                    "calibration",
+                )
             },
             "n_scored": learned["n_scored"],
             "table": rows,
             "learned_beats_random_at_every_budget": all(r["learned"] > r["random"] for r in rows),
+            "learned_within_0.005_of_judge_uncertainty": all(
+                r["learned"] >= r["judge_uncertainty"] - 0.005 for r in rows
+            ),
         }
     target = RESULTS / "routing_transfer_llmbar.json"
     target.write_text(json.dumps(summary, indent=2) + "\n")

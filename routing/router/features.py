@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from routing.router.tag_schema import TAG_DOMAINS, TagsInvalid, tags_validate
 
 # 2: LLM tag columns (domain one-hot, complexity, flags) and the prompt's language.
-FEATURE_VERSION = "2"
+# 3: computed in Arrow over many items at once (tokens and words by Unicode classes in RE2).
+FEATURE_VERSION = "3"
 DECISIVE = ("A", "B")
 # What the other judges say of the primary judge's verdict; blank when there is no other judge.
 OTHER_JUDGE_FEATURES = (
@@ -186,35 +188,176 @@ def prompt_text(view: ItemView) -> str:
     return view.prompt or "\n".join(m["content"] for m in view.messages or [])
 
 
+_SPACES = re.compile(r"\s+")
+
+
+def normalised_prompt(view: ItemView) -> str:
+    """The prompt (or the conversation, role by role) lower-cased with runs of white space as one
+    space: what makes two items "the same question" for cross-fitting and overlap checks."""
+    if view.prompt:
+        text = view.prompt
+    else:
+        text = "\n".join(
+            f"{m.get('role', '')}: {m.get('content', '')}" for m in view.messages or []
+        )
+    return _SPACES.sub(" ", text).strip().lower()
+
+
+def prompt_groups(views: Iterable[ItemView]) -> pd.Series:
+    """Per item key, a stable 64-bit hash of its normalised prompt. Items with identical content
+    share their prompt, so one group holds every copy of an item and every pair on a prompt."""
+    views = list(views)
+    texts = pd.Series([normalised_prompt(v) for v in views], dtype=object)
+    hashed = pd.util.hash_pandas_object(texts, index=False).to_numpy()
+    return pd.Series(hashed, index=[v.key for v in views], name="group")
+
+
+# RE2 patterns (pyarrow.compute): Unicode classes spelled out, as RE2's \w is ASCII only.
+_RE2_WORD = r"[\pL\pN_]+"
+_RE2_TOKEN = r"[\pL\pN_]+|[^\pL\pN_\s]"
+_RE2_NON_WORD = r"[^\pL\pN_]+"
+_RE2_CODE = r"(?m)```|^\s{4}\S|\bdef \w+\(|\bfunction\b|[{};]\s*$"
+_RE2_MARKDOWN = r"(?m)^\s{0,3}#{1,6}\s|\*\*[^*]+\*\*|\[[^\]]+\]\([^)]+\)"
+_RE2_LIST = r"(?m)^\s*(?:[-*+]|\d+[.)])\s+\S"
+
+
+def _strings(values: Sequence[str]) -> Any:
+    import pyarrow as pa
+
+    return pa.array(values, type=pa.large_string())
+
+
+def _numpy(array: Any, dtype: Any = float) -> np.ndarray:
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _flat_words(lowered: Any) -> tuple[np.ndarray, Any]:
+    """(doc index, word) for every word of lower-cased texts, computed in Arrow."""
+    import pyarrow.compute as pc
+
+    spaced = pc.replace_substring_regex(lowered, _RE2_NON_WORD, " ")
+    lists = pc.split_pattern(pc.utf8_trim_whitespace(spaced), " ")
+    words = pc.list_flatten(lists)
+    docs = pc.list_parent_indices(lists)
+    keep = pc.not_equal(words, "")
+    return _numpy(pc.filter(docs, keep), np.int64), pc.filter(words, keep)
+
+
+def _word_sets(lowered: Sequence[Any]) -> list[np.ndarray]:
+    """Per text column, its distinct (doc, word) pairs as int64 keys ``doc * V + word`` over one
+    shared vocabulary of size V (so that the columns' sets can be intersected). Hash-based
+    (Arrow's dictionary encoding, pandas' unique and isin), no sorting, no Python loop."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    flat = [_flat_words(column) for column in lowered]
+    encoded = pc.dictionary_encode(pa.concat_arrays([words for _, words in flat]))
+    vocabulary = max(1, len(encoded.dictionary))
+    indices = np.asarray(encoded.indices, dtype=np.int64)
+    out, start = [], 0
+    for docs, words in flat:
+        part = indices[start : start + len(words)]
+        start += len(words)
+        out.append(pd.unique(docs * vocabulary + part))
+    return [(keys, vocabulary) for keys in out]
+
+
+def _per_doc(keys: tuple[np.ndarray, int], n: int) -> np.ndarray:
+    values, vocabulary = keys
+    return np.bincount(values // vocabulary, minlength=n).astype(float)
+
+
+def _shared(left: tuple[np.ndarray, int], right: tuple[np.ndarray, int], n: int) -> np.ndarray:
+    """Per doc, how many distinct words two columns' word sets share."""
+    both = left[0][pd.Index(right[0]).get_indexer(left[0]) >= 0]
+    return np.bincount(both // left[1], minlength=n).astype(float)
+
+
+def _length_without(texts: Any, pattern: str) -> np.ndarray:
+    """Characters left once every run matching ``pattern`` is removed."""
+    import pyarrow.compute as pc
+
+    return _numpy(pc.utf8_length(pc.replace_substring_regex(texts, pattern, "")))
+
+
+def _in_prompt(
+    candidate: tuple[np.ndarray, int], prompt: tuple[np.ndarray, int], pid: np.ndarray, n: int
+) -> np.ndarray:
+    """Per doc, how many distinct words of a candidate its prompt also has (prompt word sets are
+    keyed by distinct prompt, ``pid`` maps each doc to its prompt)."""
+    values, vocabulary = candidate
+    docs, words = values // vocabulary, values % vocabulary
+    hit = pd.Index(prompt[0]).get_indexer(pid[docs] * vocabulary + words) >= 0
+    return np.bincount(docs[hit], minlength=n).astype(float)
+
+
+def lexical_table(views: Sequence[ItemView]) -> pd.DataFrame:
+    """Lexical features of many items at once: Arrow string kernels (RE2), no per-item Python
+    beyond collecting the texts; the prompt's features once per distinct prompt. Tokens are runs
+    of letters, digits and underscores, or single other non-space characters; words are the
+    former, lower-cased."""
+    import pyarrow.compute as pc
+
+    n = len(views)
+    encoded = pc.dictionary_encode(_strings([prompt_text(v) for v in views]))
+    pid = np.asarray(encoded.indices, dtype=np.int64)  # each item's distinct prompt
+    prompt = encoded.dictionary
+    a = _strings([v.candidates[0] if v.candidates else "" for v in views])
+    b = _strings([v.candidates[1] if len(v.candidates) > 1 else "" for v in views])
+    low_p, low_a, low_b = pc.utf8_lower(prompt), pc.utf8_lower(a), pc.utf8_lower(b)
+    ta = _numpy(pc.count_substring_regex(low_a, _RE2_TOKEN))
+    tb = _numpy(pc.count_substring_regex(low_b, _RE2_TOKEN))
+    wa, wb, wp = _word_sets([low_a, low_b, low_p])
+    na, nb = _per_doc(wa, n), _per_doc(wb, n)
+    both_ab = _shared(wa, wb, n)
+    union = na + nb - both_ab
+    trim_a, trim_b = pc.utf8_trim_whitespace(a), pc.utf8_trim_whitespace(b)
+    both = pc.binary_join_element_wise(a, b, _strings(["\n"])[0])
+    letters = _length_without(both, r"[^\pL]+") + _length_without(prompt, r"[^\pL]+")[pid]
+    ascii_letters = (
+        _length_without(both, r"[^A-Za-z]+") + _length_without(prompt, r"[^A-Za-z]+")[pid]
+    )
+    prompt_code = _numpy(pc.match_substring_regex(prompt, _RE2_CODE), bool)[pid]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table = pd.DataFrame(
+            {
+                "prompt_tokens": _numpy(pc.count_substring_regex(low_p, _RE2_TOKEN))[pid],
+                "a_tokens": ta,
+                "b_tokens": tb,
+                "len_diff": ta - tb,
+                "abs_len_diff": np.abs(ta - tb),
+                "len_log_ratio": np.log((ta + 1) / (tb + 1)),
+                "overlap": np.where(union > 0, both_ab / np.maximum(union, 1), 1.0),
+                "identical": _numpy(pc.equal(trim_a, trim_b)),
+                "empty_candidate": _numpy(pc.or_(pc.equal(trim_a, ""), pc.equal(trim_b, ""))),
+                "prompt_overlap_a": np.where(
+                    na > 0, _in_prompt(wa, wp, pid, n) / np.maximum(na, 1), 0.0
+                ),
+                "prompt_overlap_b": np.where(
+                    nb > 0, _in_prompt(wb, wp, pid, n) / np.maximum(nb, 1), 0.0
+                ),
+                "has_code": (
+                    _numpy(pc.match_substring_regex(both, _RE2_CODE), bool) | prompt_code
+                ).astype(float),
+                "has_markdown": _numpy(pc.match_substring_regex(both, _RE2_MARKDOWN)),
+                "has_list": _numpy(pc.match_substring_regex(both, _RE2_LIST)),
+                "n_turns": [
+                    float(sum(1 for m in v.messages if m["role"] == "user")) if v.messages else 1.0
+                    for v in views
+                ],
+                "non_ascii": np.where(
+                    letters > 0, (letters - ascii_letters) / np.maximum(letters, 1), 0.0
+                ),
+            },
+            index=[v.key for v in views],
+        )
+    return table
+
+
 def lexical_features(view: ItemView) -> dict[str, float]:
-    prompt = prompt_text(view)
-    a = view.candidates[0] if view.candidates else ""
-    b = view.candidates[1] if len(view.candidates) > 1 else ""
-    ta, tb = len(tokens(a)), len(tokens(b))
-    wa, wb = _words(a), _words(b)
-    union = wa | wb
-    both = a + "\n" + b
-    return {
-        "prompt_tokens": float(len(tokens(prompt))),
-        "a_tokens": float(ta),
-        "b_tokens": float(tb),
-        "len_diff": float(ta - tb),
-        "abs_len_diff": float(abs(ta - tb)),
-        "len_log_ratio": math.log((ta + 1) / (tb + 1)),
-        "overlap": len(wa & wb) / len(union) if union else 1.0,
-        "identical": float(a.strip() == b.strip()),
-        "empty_candidate": float(not a.strip() or not b.strip()),
-        "prompt_overlap_a": len(wa & _words(prompt)) / len(wa) if wa else 0.0,
-        "prompt_overlap_b": len(wb & _words(prompt)) / len(wb) if wb else 0.0,
-        "has_code": float(bool(_CODE.search(both) or _CODE.search(prompt))),
-        "has_markdown": float(bool(_MARKDOWN.search(both))),
-        "has_list": float(bool(_LIST.search(both))),
-        "n_turns": float(
-            sum(1 for m in view.messages or [] if m["role"] == "user") if view.messages else 1
-        ),
-        "non_ascii": _non_ascii_share(prompt + both),
-        **language_features(prompt),
-    }
+    """One item's lexical features and its prompt's language (``lexical_table`` for many)."""
+    values = lexical_table([view]).iloc[0].to_dict()
+    return {**values, **language_features(prompt_text(view))}
 
 
 def language_features(prompt: str) -> dict[str, float]:
@@ -224,6 +367,21 @@ def language_features(prompt: str) -> dict[str, float]:
     if code == UNDETERMINED:
         return {"lang_en": math.nan, "lang_confidence": 0.0}
     return {"lang_en": float(code == "en"), "lang_confidence": probability}
+
+
+def language_table(views: Sequence[ItemView]) -> pd.DataFrame:
+    """``lang_en`` and ``lang_confidence`` per item. py3langid runs once per distinct prompt
+    (about 0.1-0.2 ms each): the one per-text Python step of the features, and optional."""
+    texts = [prompt_text(v) for v in views]
+    known = {text: language_features(text) for text in dict.fromkeys(texts)}
+    return pd.DataFrame.from_records([known[t] for t in texts], index=[v.key for v in views])
+
+
+def prompt_languages(views: Sequence[ItemView]) -> list[str]:
+    """The ISO 639-1 code of each item's prompt (``und``: undetermined), once per distinct text."""
+    texts = [prompt_text(v) for v in views]
+    known = {text: prompt_language(text)[0] for text in dict.fromkeys(texts)}
+    return [known[t] for t in texts]
 
 
 def tag_features(view: ItemView) -> dict[str, float]:
@@ -242,43 +400,116 @@ def tag_features(view: ItemView) -> dict[str, float]:
     return out
 
 
-def judge_features(view: ItemView, judges: Sequence[str]) -> dict[str, float]:
-    """Signals of the primary judge (``judges[0]``) and of the others, as second opinions."""
-    verdicts = judge_verdicts(view, judges) if judges else []
-    primary = verdicts[0] if verdicts else None
-    others = [v for v in verdicts[1:] if v is not None]
-    nan = math.nan
-    out: dict[str, float] = {
-        "primary_missing": float(primary is None),
-        "primary_a": float(primary is not None and primary.choice == "A"),
-        "primary_b": float(primary is not None and primary.choice == "B"),
-        "primary_tie": float(primary is not None and primary.choice in ("tie", "both_bad")),
-        "primary_unparsed": float(primary is not None and primary.unparsed),
-        "primary_order_disagree": float(primary is not None and primary.order_disagree),
-        "primary_confidence": (
-            primary.confidence if primary is not None and primary.confidence is not None else nan
-        ),
-        "primary_first_shown": float(primary is not None and primary.first_shown),
-        "n_other_judges": float(len(others)),
-    }
-    decisive = [v.choice for v in others if v.choice in DECISIVE]
-    p_choice = primary.choice if primary is not None else None
-    if others:
-        out["others_opposite"] = sum(
-            1 for c in decisive if p_choice in DECISIVE and c != p_choice
-        ) / len(others)
-        out["others_agree"] = sum(1 for v in others if v.choice == p_choice) / len(others)
-        out["others_tie"] = sum(1 for v in others if v.choice in ("tie", "both_bad")) / len(others)
-        out["others_unparsed"] = sum(1 for v in others if v.choice is None) / len(others)
-        out["others_decisive_when_primary_not"] = float(p_choice not in DECISIVE and bool(decisive))
-        out["judges_disagree"] = float(any(v.choice != p_choice for v in others))
-        # The second opinion's pick, relative to the candidates' lengths (a judge that agrees
-        # with the longer answer is a different signal from one that agrees with the shorter).
-        a_votes = sum(1 for c in decisive if c == "A") - sum(1 for c in decisive if c == "B")
-        out["others_a_minus_b"] = a_votes / len(others)
-    else:
-        for name in OTHER_JUDGE_FEATURES:
-            out[name] = nan
+def tag_table(views: Sequence[ItemView]) -> pd.DataFrame:
+    """``tag_features`` of many items (only items with tags cost anything)."""
+    records = [
+        tag_features(v) if isinstance(v.metadata, dict) and v.metadata.get("tags") else None
+        for v in views
+    ]
+    empty = dict.fromkeys(TAG_COLUMNS, math.nan)
+    return pd.DataFrame.from_records(
+        [r if r is not None else empty for r in records],
+        index=[v.key for v in views],
+        columns=list(TAG_COLUMNS),
+    ).astype(float)
+
+
+def judge_table(views: Sequence[ItemView], judges: Sequence[str]) -> pd.DataFrame:
+    """Signals of the primary judge (``judges[0]``) and of the others, as second opinions, for
+    many items at once (pandas group-bys over one row per judge label).
+
+    Per judge and item the labels combine as ``judge_verdict`` does: the parseable labels must
+    agree, else the verdict is a tie; an order whose twin is unparseable gives its verdict alone
+    (and the verdict is flagged ``unparsed``, which judge uncertainty counts as inconclusive); no
+    parseable label: no choice."""
+    n = len(views)
+    index = [v.key for v in views]
+    role = {name: i for i, name in enumerate(judges)}
+    records = [
+        (doc, role[label.judge], label.choice, label.order or "AB", label.confidence)
+        for doc, v in enumerate(views)
+        for label in v.judge_labels
+        if label.judge in role
+    ]
+    labels = pd.DataFrame.from_records(
+        records, columns=["doc", "role", "choice", "order", "confidence"]
+    )
+    labels["confidence"] = labels["confidence"].astype(float)
+    keys = ["doc", "role"]
+    counted = labels.groupby(keys).size().rename("n_labels")
+    parsed = labels[labels["choice"].notna()]
+    verdicts = (
+        parsed.groupby(keys)
+        .agg(
+            n_parsed=("choice", "size"),
+            n_choices=("choice", "nunique"),
+            first=("choice", "first"),
+            confidence=("confidence", "min"),
+            n_orders=("order", "nunique"),
+            order=("order", "first"),
+        )
+        .reindex(counted.index)
+        .join(counted)
+    )
+    verdicts["n_parsed"] = verdicts["n_parsed"].fillna(0)
+    disagree = verdicts["n_choices"].fillna(0) > 1
+    choice = verdicts["first"].where(~disagree, "tie").where(verdicts["n_parsed"] > 0, None)
+    verdicts["choice"] = choice
+    verdicts["order_disagree"] = disagree
+    verdicts["unparsed"] = verdicts["n_parsed"] < verdicts["n_labels"]
+    decisive = choice.isin(DECISIVE)
+    first_letter = verdicts["order"].fillna("").str[:1]
+    verdicts["first_shown"] = decisive & (verdicts["n_orders"] == 1) & (first_letter == choice)
+    verdicts = verdicts.reset_index()
+
+    primary = verdicts[verdicts["role"] == 0].set_index("doc").reindex(range(n))
+    present = primary["n_labels"].notna().to_numpy()
+    p_choice = primary["choice"].where(present, None)
+    out = pd.DataFrame(index=range(n))
+    out["primary_missing"] = (~present).astype(float)
+    out["primary_a"] = (p_choice == "A").astype(float)
+    out["primary_b"] = (p_choice == "B").astype(float)
+    out["primary_tie"] = p_choice.isin(("tie", "both_bad")).astype(float)
+    out["primary_unparsed"] = (primary["unparsed"].fillna(False) & present).astype(float)
+    out["primary_order_disagree"] = (primary["order_disagree"].fillna(False) & present).astype(
+        float
+    )
+    out["primary_confidence"] = primary["confidence"].astype(float)
+    out["primary_first_shown"] = (primary["first_shown"].fillna(False) & present).astype(float)
+
+    others = verdicts[verdicts["role"] > 0].copy()
+    mine = p_choice.to_numpy(dtype=object)[others["doc"].to_numpy(dtype=np.int64)]
+    mine_decisive = pd.Series(mine, index=others.index).isin(DECISIVE)
+    o_choice = others["choice"]
+    o_decisive = o_choice.isin(DECISIVE)
+    same = o_choice.fillna("\0") == pd.Series(mine, index=others.index).fillna("\0")
+    per = pd.DataFrame(
+        {
+            "doc": others["doc"],
+            "n": 1.0,
+            "opposite": (o_decisive & mine_decisive & ~same).astype(float),
+            "agree": same.astype(float),
+            "tie": o_choice.isin(("tie", "both_bad")).astype(float),
+            "unparsed": o_choice.isna().astype(float),
+            "decisive": o_decisive.astype(float),
+            "a_minus_b": (o_choice == "A").astype(float) - (o_choice == "B").astype(float),
+        }
+    )
+    sums = per.groupby("doc").sum().reindex(range(n))
+    count = sums["n"].fillna(0.0)
+    has = count > 0
+    share = lambda column: (sums[column] / count).where(has)  # noqa: E731
+    out["n_other_judges"] = count
+    out["others_opposite"] = share("opposite")
+    out["others_agree"] = share("agree")
+    out["others_tie"] = share("tie")
+    out["others_unparsed"] = share("unparsed")
+    out["others_decisive_when_primary_not"] = (
+        (~p_choice.isin(DECISIVE) & (sums["decisive"] > 0)).astype(float).where(has)
+    )
+    out["judges_disagree"] = (sums["agree"] < count).astype(float).where(has)
+    out["others_a_minus_b"] = share("a_minus_b")
+    out.index = index
     return out
 
 
@@ -310,25 +541,43 @@ def embedding_similarity(views: Sequence[ItemView]) -> list[float]:
 
 
 def item_features(view: ItemView, judges: Sequence[str]) -> dict[str, float]:
-    """Lexical, tag and judge features of one item (the embedding needs a batch: see below)."""
-    out = {**lexical_features(view), **tag_features(view), **judge_features(view, judges)}
-    # Does a judge side with the longer answer? (Length is the best-known judge bias.)
-    longer = float((out["len_diff"] > 0) - (out["len_diff"] < 0))
-    out["primary_picks_longer"] = (out["primary_a"] - out["primary_b"]) * longer
-    out["others_pick_longer"] = out["others_a_minus_b"] * longer
-    return out
+    """Lexical, language, tag and judge features of one item (``features_table`` for many; the
+    embedding needs a batch: see there)."""
+    table = features_table([view], judges, embeddings=False)
+    return {k: v for k, v in table.iloc[0].to_dict().items() if k != "embed_cosine"}
 
 
 def features_table(
-    views: Iterable[ItemView], judges: Sequence[str], *, embeddings: bool = True
+    views: Iterable[ItemView],
+    judges: Sequence[str],
+    *,
+    embeddings: bool = True,
+    language: bool = True,
 ) -> pd.DataFrame:
-    """One row per item (index: ``ItemView.key``), one column per feature."""
+    """One row per item (index: ``ItemView.key``), one column per feature; vectorised over the
+    items. ``language=False`` leaves the language columns missing (NaN) and skips py3langid, the
+    one per-prompt Python step (the learned policy does not use them)."""
     views = list(views)
-    records = [item_features(view, judges) for view in views]
-    table = pd.DataFrame.from_records(records, index=[v.key for v in views])
+    index = [v.key for v in views]
+    parts = [lexical_table(views)]
+    if language:
+        parts.append(language_table(views))
+    else:
+        parts.append(pd.DataFrame({"lang_en": math.nan, "lang_confidence": math.nan}, index=index))
+    parts += [tag_table(views), judge_table(views, judges)]
+    table = (
+        pd.concat(parts, axis=1)
+        if views
+        else pd.DataFrame(columns=[c for p in parts for c in p.columns])
+    )
+    # Does a judge side with the longer answer? (Length is the best-known judge bias.)
+    longer = np.sign(table["len_diff"].to_numpy(dtype=float)) if views else np.zeros(0)
+    table["primary_picks_longer"] = (table["primary_a"] - table["primary_b"]) * longer
+    table["others_pick_longer"] = table["others_a_minus_b"] * longer
     table["embed_cosine"] = (
         embedding_similarity(views) if embeddings and views else [math.nan] * len(views)
     )
+    table = table.astype(float)
     table.attrs["feature_version"] = FEATURE_VERSION
     table.attrs["judges"] = list(judges)
     return table

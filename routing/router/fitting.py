@@ -14,11 +14,17 @@ from django.db import transaction
 
 from annotation.models import Annotation, Item, Project
 from routing.router.config import RouterSettings
-from routing.router.features import FEATURE_VERSION
+from routing.router.features import FEATURE_VERSION, prompt_groups
 from routing.router.models import RouterModel, RoutingDecision
 from routing.router.policies import LearnedPolicy
 from routing.router.policies.learned import judge_error_target
-from routing.router.route import item_features_get, item_row, items_loaded, routing_policy_get
+from routing.router.route import (
+    item_features_get,
+    item_row,
+    item_view,
+    items_loaded,
+    routing_policy_get,
+)
 from routing.router.simulation import DECISIVE, sim_items, simulation_run
 from tandem.errors import InvalidInput
 
@@ -36,7 +42,12 @@ def calibration_items(*, project: Project) -> list[Item]:
     return items_loaded(list(Item.objects.filter(pk__in=list(ids)).only("id")))
 
 
-def training_set(*, project: Project, judges: list[str]) -> tuple[pd.DataFrame, pd.Series]:
+def training_set(
+    *, project: Project, judges: list[str]
+) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """Features, target (judge wrong: 1/0, NaN unknown) and prompt groups of the labelled
+    calibration items. The groups keep every item on one prompt (and every copy of an item) in
+    one fold of the cross-fit, so that the model's own validation figures are not inflated."""
     items = calibration_items(project=project)
     rows = [item_row(item) for item in items]
     sims = sim_items(rows, judges)
@@ -45,7 +56,8 @@ def training_set(*, project: Project, judges: list[str]) -> tuple[pd.DataFrame, 
         index=[item.pk for item in items],
     )
     table = item_features_get(items=items, judges=judges)
-    return table, target
+    groups = prompt_groups(item_view(item) for item in items)
+    return table, target, groups
 
 
 def router_model_train(*, project: Project) -> RouterModel | None:
@@ -54,11 +66,13 @@ def router_model_train(*, project: Project) -> RouterModel | None:
     config = routing_policy_get(project=project)
     if config is None or not config.judges:
         return None
-    table, target = training_set(project=project, judges=config.judges)
+    table, target, groups = training_set(project=project, judges=config.judges)
     if target.notna().sum() < settings.min_training_items or target.nunique() < 2:
         return None
     policy = LearnedPolicy(folds=settings.folds, **_learned_params(config.params))
-    policy.fit(table, target)
+    # Model selection guards the fit: with a project's first calibration labels the data rarely
+    # shows that a model beats judge uncertainty, and then the policy ranks by it (and says so).
+    policy.fit(table, target, groups)
     metrics: dict[str, Any] = dict(policy.metrics)
     metrics["expected_agreement"] = _expected(project, config, "learned")
     buffer = io.BytesIO()
@@ -84,7 +98,7 @@ def router_model_train(*, project: Project) -> RouterModel | None:
 
 
 def _learned_params(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in (params or {}).items() if k in ("repeats", "seed")}
+    return {k: v for k, v in (params or {}).items() if k in ("repeats", "seed", "models", "drop")}
 
 
 def router_model_retrain_due(*, project: Project) -> bool:

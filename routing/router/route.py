@@ -33,11 +33,9 @@ from routing.router.features import (
     FEATURE_VERSION,
     ItemView,
     JudgeLabel,
-    embedding_similarity,
-    item_features,
+    features_table,
     metadata_table,
-    prompt_language,
-    prompt_text,
+    prompt_languages,
 )
 from routing.router.models import (
     ItemFeatures,
@@ -197,10 +195,12 @@ def item_features_get(*, items: Sequence[Item], judges: Sequence[str]) -> pd.Dat
         v for v in views if (s := stored.get(v.key)) is None or s.signature != _signature(v, judges)
     ]
     if stale:
-        cosines = embedding_similarity(stale)
-        for view, cosine in zip(stale, cosines, strict=True):
-            values = item_features(view, judges)
-            values["embed_cosine"] = cosine
+        # One vectorised pass over the stale items (features_table), then one row each.
+        computed = features_table(stale, judges)
+        languages = prompt_languages(stale)
+        for view, language, values in zip(
+            stale, languages, computed.to_dict("records"), strict=True
+        ):
             clean = {k: (None if v != v else v) for k, v in values.items()}  # NaN -> null
             features, _ = ItemFeatures.objects.update_or_create(
                 item_id=view.key,
@@ -209,7 +209,7 @@ def item_features_get(*, items: Sequence[Item], judges: Sequence[str]) -> pd.Dat
                     "judges": list(judges),
                     "signature": _signature(view, judges),
                     "values": clean,
-                    "language": prompt_language(prompt_text(view))[0],
+                    "language": language,
                 },
             )
             stored[view.key] = features

@@ -8,13 +8,28 @@ Semantics (docs/routing.md):
   scored items, ``round(budget * n_scored)`` of them go to people;
 - an item sent to people takes one human label: the first in the row when the reference is a human
   majority, otherwise the gold label;
-- the others take the label of the primary judge (the first named): its presentation orders must
-  agree, else it is a tie; a tie or an unparseable verdict scores as wrong;
-- baselines: random routing (mean over 20 seeds), all-judge, and the oracle (the items where the
-  judge is wrong first, then the rest in file order: the ceiling).
+- the others take the label of the primary judge (the first named): its parseable presentation
+  orders must agree, else it is a tie; an order whose twin is unparseable gives its verdict
+  alone (``features.judge_verdict``; the features flag it ``primary_unparsed``, which judge
+  uncertainty counts as inconclusive); a tie or a verdict with no parseable order scores as
+  wrong;
+- baselines: random routing (its exact expectation over all draws), all-judge, and the oracle
+  (the items where the judge is wrong first, then the rest by a stable hash of the item: the
+  ceiling);
+- nothing depends on the order of the rows: ties in every ranking are broken by secondary signals
+  and then by a stable hash of the item's ``external_id`` with the seed;
+- ``dedupe``: of items with identical content (prompt or conversation and the candidates' texts),
+  only the one with the smallest ``external_id`` is kept;
+- ``learned`` is cross-fitted in folds grouped by normalised prompt (``features.prompt_groups``),
+  so that no copy of an item and no pair on the same prompt helps to score it; with ``train_rows``
+  it is fitted on those only (a training file that shares prompts with the evaluated one is
+  refused), and ``calibration`` of the evaluated items (a stable hash of their prompt) form its
+  calibration slice, as in the live router: their labels decide whether the transferred model
+  beats judge uncertainty here; if not, the policy ranks by judge uncertainty. As with the
+  cross-fit, the labels are taken as known without spending the budget, and the slice's items
+  are routed like the rest (their labels decide this one choice between two rankings only).
 """
 
-import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,14 +46,16 @@ from routing.router.features import (
     ItemView,
     JudgeLabel,
     features_table,
-    judge_verdict,
+    judge_table,
     metadata_table,
+    normalised_prompt,
+    prompt_groups,
 )
 from routing.router.policies import LearnedPolicy, Policy, policy_build
+from routing.router.policies.base import stable_hash
 from routing.router.policies.learned import judge_error_target
 from tandem.errors import InvalidInput
 
-RANDOM_SEEDS = 20
 DECISIVE = ("A", "B")
 
 
@@ -103,16 +120,25 @@ def sim_items(rows: Iterable[ItemRow], judges: Sequence[str], *, prefix: str = "
             human = next(x.payload.get("choice") for x in row.labels if x.source == "human")
         else:
             human = reference
-        verdict = judge_verdict([j for j in judge_labels if j.judge == judges[0]])
         items.append(
             SimItem(
                 view=view,
                 reference=reference,
                 reference_kind=kind,
                 human_label=human,
-                judge_label=verdict.choice if verdict else None,
+                judge_label=None,
             )
         )
+    # The primary judge's combined verdict (judge_verdict's rules), for all items at once.
+    if items and judges:
+        primary = judge_table([it.view for it in items], judges[:1])
+        labels = np.select(
+            [primary["primary_a"] > 0, primary["primary_b"] > 0, primary["primary_tie"] > 0],
+            ["A", "B", "tie"],
+            default="",
+        )
+        for item, label in zip(items, labels.tolist(), strict=True):
+            item.judge_label = label or None
     return items
 
 
@@ -133,32 +159,74 @@ def _correct(label: str | None, reference: str | None) -> bool:
 class Scorer:
     """Agreement of the routed dataset with the reference, over the scored items."""
 
-    def __init__(self, items: Sequence[SimItem]) -> None:
-        self.keys = [it.view.key for it in items]
+    def __init__(self, items: Sequence[SimItem], *, seed: int = 0) -> None:
+        self.keys = pd.Index([it.view.key for it in items])
         self.human_ok = np.array([_correct(it.human_label, it.reference) for it in items])
         self.judge_ok = np.array([_correct(it.judge_label, it.reference) for it in items])
-        self.index = {k: i for i, k in enumerate(self.keys)}
+        self.seed = seed
 
     def agreement(self, human_keys: Iterable[Any]) -> float:
         mask = np.zeros(len(self.keys), dtype=bool)
-        for key in human_keys:
-            mask[self.index[key]] = True
+        mask[self.keys.get_indexer(list(human_keys))] = True
         return float(np.where(mask, self.human_ok, self.judge_ok).mean())
 
     def oracle_order(self) -> list[Any]:
-        wrong = [k for k, ok in zip(self.keys, self.judge_ok, strict=True) if not ok]
-        right = [k for k, ok in zip(self.keys, self.judge_ok, strict=True) if ok]
-        return wrong + right
+        """The judge's errors first, then the rest; each part in the order of a stable hash."""
+        order = np.lexsort((stable_hash(self.keys, self.seed), self.judge_ok))
+        return list(self.keys[order])
+
+    def random_expected(self, k: int) -> float:
+        """The expected agreement when ``k`` items drawn uniformly at random go to people (the
+        mean over every possible draw, exactly: no seed, no row order)."""
+        n = len(self.keys)
+        if n == 0:
+            return 0.0
+        gain = float(self.human_ok.sum() - self.judge_ok.sum()) / n
+        return float(self.judge_ok.mean()) + gain * k / n
+
+
+def items_deduplicated(rows: Sequence[ItemRow]) -> tuple[list[ItemRow], int]:
+    """Of rows with identical content, the one with the smallest ``external_id`` (the result does
+    not depend on row order); and how many were dropped."""
+    kept: dict[str, ItemRow] = {}
+    for row in rows:
+        other = kept.get(row.content_hash)
+        if other is None or row.external_id < other.external_id:
+            kept[row.content_hash] = row
+    keep = {id(row) for row in kept.values()}
+    out = [row for row in rows if id(row) in keep]
+    return out, len(rows) - len(out)
+
+
+def train_overlap(rows: Sequence[ItemRow], train_rows: Sequence[ItemRow]) -> tuple[int, int]:
+    """How many items of ``rows`` also appear in ``train_rows`` (identical content), and how many
+    share a prompt (normalised) with one there."""
+    train_content = {row.content_hash for row in train_rows}
+    train_prompts = {_normalised(row) for row in train_rows}
+    same = sum(1 for row in rows if row.content_hash in train_content)
+    prompts = sum(1 for row in rows if _normalised(row) in train_prompts)
+    return same, prompts
+
+
+def _normalised(row: ItemRow) -> str:
+    return normalised_prompt(
+        ItemView(key="", prompt=row.prompt, candidates=[], messages=row.messages)
+    )
 
 
 def learned_fit(
-    items: Sequence[SimItem], table: pd.DataFrame, *, folds: int, seed: int
+    items: Sequence[SimItem],
+    table: pd.DataFrame,
+    *,
+    params: dict[str, Any],
+    full_model: bool = True,
 ) -> LearnedPolicy:
     target = pd.Series(
         [judge_error_target(it.judge_label, it.reference) for it in items],
         index=[it.view.key for it in items],
     )
-    return LearnedPolicy(folds=folds, seed=seed).fit(table, target)
+    groups = prompt_groups(it.view for it in items)
+    return LearnedPolicy(**params).fit(table, target, groups, full_model=full_model)
 
 
 def simulation_run(
@@ -173,6 +241,8 @@ def simulation_run(
     seed: int = 0,
     folds: int = 5,
     embeddings: bool = True,
+    dedupe: bool = False,
+    calibration: float = 0.1,
 ) -> dict[str, Any]:
     """Route ``rows`` with ``policy`` at each budget and score the result (module docstring)."""
     for budget in budgets:
@@ -181,22 +251,36 @@ def simulation_run(
     judges = list(judges or judges_in(rows))
     if not judges:
         raise InvalidInput("the file has no judge labels and no --judge was named")
+    n_duplicates = 0
+    if dedupe:
+        rows, n_duplicates = items_deduplicated(rows)
     all_items = sim_items(rows, judges)
     if not any(j.judge == judges[0] for it in all_items for j in it.view.judge_labels):
         raise InvalidInput(f"no label from judge {judges[0]!r} in the file")
     items = [it for it in all_items if it.reference in DECISIVE]
     if not items:
         raise InvalidInput("no item has a usable reference (gold or a human majority)")
-    keys = [it.view.key for it in items]
-    table = features_table([it.view for it in items], judges, embeddings=embeddings)
+    # py3langid (per distinct prompt) only where a policy can read the language: rules.
+    language = policy == "rules"
+    table = features_table(
+        [it.view for it in items], judges, embeddings=embeddings, language=language
+    )
     metadata = metadata_table([it.view for it in items])
-    scorer = Scorer(items)
+    scorer = Scorer(items, seed=seed)
+    params = dict(params or {})
 
     built: Policy
     if policy == "learned":
-        params = dict(params or {})
-        folds = int(params.pop("folds", folds))
+        params.setdefault("folds", folds)
+        params.setdefault("seed", seed)
         if train_rows is not None:
+            same, shared = train_overlap(rows, train_rows)
+            if shared:
+                raise InvalidInput(
+                    f"--train shares {shared} of the {len(rows)} items' prompts with the "
+                    f"evaluated file ({same} identical items): a model fitted on them would be "
+                    "scored on what it has seen; remove them from the training file"
+                )
             # The features are named by role (primary judge, other judges), so the training
             # file may have other judges in those roles.
             fit_judges = list(train_judges or judges)
@@ -204,15 +288,32 @@ def simulation_run(
                 it for it in sim_items(train_rows, fit_judges, prefix="train:") if it.reference
             ]
             train_table = features_table(
-                [it.view for it in train_items], fit_judges, embeddings=embeddings
+                [it.view for it in train_items], fit_judges, embeddings=embeddings, language=False
             )
-            built = learned_fit(train_items, train_table, folds=folds, seed=seed)
+            built = learned_fit(train_items, train_table, params=params)
+            # The target's calibration slice (as the live router has): a stable hash of the
+            # prompt group picks ``calibration`` of the items; they go to people first (within
+            # the budget) and their labels decide whether the transferred model beats judge
+            # uncertainty here (LearnedPolicy.adapt).
+            groups = prompt_groups(it.view for it in items)
+            draw = (stable_hash(groups.to_numpy(), seed + 15485863) >> np.uint64(11)).astype(
+                float
+            ) / 2.0**53
+            in_slice = draw < calibration
+            target = pd.Series(
+                [judge_error_target(it.judge_label, it.reference) for it in items],
+                index=table.index,
+            )
+            built.adapt(table[in_slice], target[in_slice])
         else:
-            built = learned_fit(items, table, folds=folds, seed=seed)
+            built = learned_fit(items, table, params=params, full_model=False)
     else:
         if train_rows is not None:
             raise InvalidInput("--train applies to the learned policy only")
+        if policy == "random":
+            params.setdefault("seed", seed)
         built = policy_build(name=policy, params=params)
+        built.seed = int(params.get("seed", seed))
 
     n = len(items)
     oracle = scorer.oracle_order()
@@ -221,15 +322,12 @@ def simulation_run(
         k = round(budget * n)
         plan = built.route(table, k, metadata=metadata)
         human = plan.human_keys
-        rng_runs = [
-            scorer.agreement(random.Random(seed + s).sample(keys, k)) for s in range(RANDOM_SEEDS)
-        ]
         results.append(
             {
                 "budget": budget,
                 "agreement": round(scorer.agreement(human), 4),
                 "human_items": len(human),
-                "random": round(float(np.mean(rng_runs)), 4),
+                "random": round(scorer.random_expected(k), 4),
                 "all_judge": round(scorer.agreement([]), 4),
                 "oracle": round(scorer.agreement(oracle[:k]), 4),
             }
@@ -242,11 +340,18 @@ def simulation_run(
         "n_left_out": len(all_items) - n,
         "results": results,
     }
+    if dedupe:
+        out["n_duplicates_removed"] = n_duplicates
     if isinstance(built, LearnedPolicy):
         out["model"] = {
-            "trained_on": "train file" if train_rows is not None else f"{folds}-fold cross-fit",
+            "trained_on": (
+                "train file"
+                if train_rows is not None
+                else f"{built.folds}-fold cross-fit grouped by prompt"
+            ),
             **built.metrics,
         }
         if train_rows is not None:
             out["model"]["train_judges"] = list(train_judges or judges)
+            out["model"]["calibration"] = {"share": calibration, **built.adapted}
     return out

@@ -1,4 +1,6 @@
 import json
+import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -73,8 +75,9 @@ def test_baselines_and_counts():
     assert by_budget[0.0]["all_judge"] == pytest.approx(0.7)
     assert by_budget[0.2]["oracle"] == pytest.approx(0.9)  # items 0 and 1 fixed
     assert by_budget[0.3]["oracle"] == pytest.approx(1.0)  # 0-2 fixed
-    # Beyond the judge's errors the oracle dips: item 3's first human label is wrong.
-    assert by_budget[0.5]["oracle"] == pytest.approx(0.9)
+    # Beyond the judge's errors the oracle can dip: item 3's first human label is wrong (whether
+    # item 3 is among the next two depends on the stable hash that orders the rest).
+    assert by_budget[0.5]["oracle"] in (pytest.approx(0.9), pytest.approx(1.0))
     assert by_budget[1.0]["oracle"] == pytest.approx(0.9)
     assert by_budget[1.0]["random"] == pytest.approx(0.9)
     assert all(r["agreement"] == pytest.approx(0.7) for r in out["results"])
@@ -108,7 +111,7 @@ def test_learned_is_cross_fitted_on_the_sample():
         judges=["gpt-3.5-turbo", "pandalm-7b"],
         embeddings=False,
     )
-    assert out["model"]["trained_on"] == "5-fold cross-fit"
+    assert out["model"]["trained_on"] == "5-fold cross-fit grouped by prompt"
     assert out["model"]["n_train"] == out["n_scored"]
     for r in out["results"]:
         assert r["all_judge"] <= r["agreement"] <= 1.0
@@ -154,26 +157,119 @@ def test_command_reports_bad_budgets():
 
 @pytest.mark.slow
 def test_pandalm_figures():
-    """The issue's proof: baselines within 0.005, judge_uncertainty >= disagree-first, learned
-    (cross-fitted) above judge_uncertainty at every budget and >= 0.92 at 30%."""
+    """The figures of docs/routing.md on PandaLM with identical items kept once (819 scored),
+    the same in file order and reversed; learned (cross-fitted in folds grouped by prompt) within
+    0.005 of judge_uncertainty at every budget. (Before the grouping the README claimed 0.928 at
+    30%: that figure came from twins in other folds carrying an item's own label.)"""
     rows = rows_read(PANDALM)
     judges = ["gpt-3.5-turbo", "pandalm-7b"]
-    unc = simulation_run(rows, policy="judge_uncertainty", budgets=BUDGETS, judges=judges)
-    assert (unc["n_scored"], unc["n_left_out"]) == (894, 105)
+    common = {"budgets": BUDGETS, "judges": judges, "embeddings": False, "dedupe": True}
+    unc = simulation_run(rows, policy="judge_uncertainty", **common)
+    assert (unc["n_scored"], unc["n_left_out"], unc["n_duplicates_removed"]) == (819, 81, 99)
     expected = {
-        "all_judge": [0.774] * 4,
-        "random": [0.793, 0.814, 0.835, 0.875],
-        "oracle": [0.871, 0.968, 0.990, 0.986],
+        "all_judge": [0.773] * 4,
+        "random": [0.793, 0.812, 0.832, 0.872],
+        "oracle": [0.867, 0.963, 0.989, 0.982],
+        "agreement": [0.834, 0.874, 0.906, 0.930],
     }
     for name, figures in expected.items():
         for r, figure in zip(unc["results"], figures, strict=True):
-            assert abs(r[name] - figure) <= 0.005, (name, r)
-    disagree_first = [0.831, 0.873, 0.907, 0.924]
-    for r, figure in zip(unc["results"], disagree_first, strict=True):
-        assert r["agreement"] >= figure - 0.0005, r  # the figures are rounded to 3 places
-    learned = simulation_run(
-        rows, policy="learned", budgets=BUDGETS, judges=judges, embeddings=False
+            assert abs(r[name] - figure) <= 0.0005, (name, r)
+    learned = simulation_run(rows, policy="learned", **common)
+    assert [r["agreement"] for r in learned["results"]] == pytest.approx(
+        [0.844, 0.880, 0.905, 0.929], abs=0.0005
     )
     for lr, ur in zip(learned["results"], unc["results"], strict=True):
-        assert lr["agreement"] > ur["agreement"], (lr, ur)
-    assert learned["results"][2]["agreement"] >= 0.92
+        assert lr["agreement"] >= ur["agreement"] - 0.005, (lr, ur)
+    backwards = simulation_run(rows[::-1], policy="learned", **common)
+    assert backwards["results"] == learned["results"]
+
+
+@pytest.mark.parametrize("policy", ["all_judge", "random", "judge_uncertainty", "rules", "learned"])
+def test_reversed_and_shuffled_copies_give_the_same_figures(policy):
+    rows = rows_read(FIXTURES / "pandalm_sample.jsonl")
+    shuffled = list(rows)
+    random.Random(5).shuffle(shuffled)
+    params = {"rules": ["judges_disagree > 0 -> human"]} if policy == "rules" else None
+    runs = [
+        simulation_run(
+            copy,
+            policy=policy,
+            budgets=BUDGETS,
+            judges=["gpt-3.5-turbo", "pandalm-7b"],
+            params=params,
+            embeddings=False,
+        )
+        for copy in (rows, rows[::-1], shuffled)
+    ]
+    assert runs[0]["results"] == runs[1]["results"] == runs[2]["results"]
+
+
+def test_the_seed_governs_random():
+    rows = rows_read(FIXTURES / "pandalm_sample.jsonl")
+
+    def run(seed):
+        out = simulation_run(
+            rows, policy="random", budgets=[0.3], judges=["gpt-3.5-turbo"], seed=seed
+        )
+        return out["results"][0]["agreement"]
+
+    assert run(0) == run(0)
+    assert len({run(seed) for seed in range(6)}) > 1
+
+
+def test_train_refuses_a_file_that_shares_prompts():
+    rows = rows_read(FIXTURES / "pandalm_sample.jsonl")
+    with pytest.raises(InvalidInput, match="shares 120 of the 120"):
+        simulation_run(
+            rows, policy="learned", budgets=[0.1], judges=["gpt-3.5-turbo"], train_rows=rows
+        )
+    # One planted copy of an item with another id is enough.
+    other = parsed([row(i, humans=["A"] * 3, judges={"gpt-3.5-turbo": "A"}) for i in range(30)])
+    with pytest.raises(InvalidInput, match=r"shares [1-9]\d* of the 120 items' prompts"):
+        simulation_run(
+            rows,
+            policy="learned",
+            budgets=[0.1],
+            judges=["gpt-3.5-turbo"],
+            train_rows=[*other, rows[3]],
+        )
+
+
+def test_dedupe_keeps_identical_items_once_whatever_the_order():
+    rows = rows_read(FIXTURES / "pandalm_sample.jsonl")
+    base = simulation_run(rows, policy="all_judge", budgets=[0.1], dedupe=True)
+    assert base["n_duplicates_removed"] >= 1  # the sample has identical pairs of its own
+    twin = replace(rows[0], external_id="zz-twin")
+    for copy in ([*rows, twin], [twin, *rows][::-1]):
+        out = simulation_run(copy, policy="all_judge", budgets=[0.1], dedupe=True)
+        assert out["n_duplicates_removed"] == base["n_duplicates_removed"] + 1
+        assert out["n_items"] == base["n_items"] and out["results"] == base["results"]
+
+
+def test_params_go_to_their_policy_or_are_refused_when_ambiguous(tmp_path):
+    sample = str(FIXTURES / "pandalm_sample.jsonl")
+    with pytest.raises(CommandError, match="say which one"):
+        call_command(
+            "simulate_routing", sample, "--policy", "random,judge_uncertainty", "--params", "{}"
+        )
+    out_json = tmp_path / "r.json"
+    call_command(
+        "simulate_routing",
+        sample,
+        "--policy",
+        "random,judge_uncertainty",
+        "--budgets",
+        "0.3",
+        "--params",
+        'random={"fraction": 0.1}',
+        "--params",
+        'judge_uncertainty={"only_uncertain": true}',
+        "--json",
+        str(out_json),
+    )
+    random_run, uncertainty_run = json.loads(out_json.read_text())
+    assert random_run["results"][0]["human_items"] == 12  # the fraction, not the budget
+    assert uncertainty_run["results"][0]["human_items"] < 36
+    with pytest.raises(CommandError, match="not among"):
+        call_command("simulate_routing", sample, "--policy", "random", "--params", 'x={"a": 1}')

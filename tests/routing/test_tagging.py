@@ -12,6 +12,7 @@ from annotation.models import Item
 from routing import tasks
 from routing.judges.models import JudgeResponseCache
 from routing.router import route, tagging
+from routing.router.features import FEATURE_VERSION
 from routing.router.models import ItemFeatures
 from routing.router.tag_schema import TAG_DOMAINS, TAG_KEYS
 from tandem.celery import app
@@ -216,7 +217,7 @@ def test_the_features_table_gets_the_tag_columns_and_stale_features_are_recomput
     domains = [f"tag_domain_{d}" for d in TAG_DOMAINS]
     assert (after[domains].sum(axis=1) == 1.0).all()  # one-hot
     stored = ItemFeatures.objects.get(item_id=by_prompt[PROMPTS[0]])
-    assert stored.version == "2" and stored.values["tag_complexity"] == 3.0
+    assert stored.version == FEATURE_VERSION and stored.values["tag_complexity"] == 3.0
     assert stored.language == "en" and stored.values["lang_en"] == 1.0
 
 

@@ -21,6 +21,34 @@ def _budgets(text: str) -> list[float]:
     return values
 
 
+def params_per_policy(values: list[str], policies: list[str]) -> dict[str, dict]:
+    """``--params '{...}'`` (one policy only) or ``--params NAME='{...}'`` per policy."""
+    out: dict[str, dict] = {}
+    for value in values:
+        name, text = None, value.strip()
+        if not text.startswith("{") and "=" in text:
+            name, text = (part.strip() for part in text.split("=", 1))
+        if name is None:
+            if len(policies) != 1:
+                raise CommandError(
+                    "--params: several policies are named; say which one, e.g. "
+                    "--params learned='{\"folds\": 5}'"
+                )
+            name = policies[0]
+        if name not in policies:
+            raise CommandError(f"--params: {name!r} is not among the policies run")
+        if name in out:
+            raise CommandError(f"--params: {name!r} given twice")
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"--params {name}: not JSON ({exc})") from None
+        if not isinstance(parsed, dict):
+            raise CommandError(f"--params {name}: give a JSON object")
+        out[name] = parsed
+    return out
+
+
 class Command(BaseCommand):
     help = "Simulate routing policies on a file of items with human and judge labels."
 
@@ -45,7 +73,24 @@ class Command(BaseCommand):
             default=[],
             help="judges of the --train file in their roles (default: --judge)",
         )
-        parser.add_argument("--params", default="{}", help="policy params as JSON")
+        parser.add_argument(
+            "--params",
+            action="append",
+            default=[],
+            help="policy params as JSON; with several policies, per policy: NAME='{...}' "
+            "(repeatable)",
+        )
+        parser.add_argument(
+            "--dedupe",
+            action="store_true",
+            help="keep items with identical content once (the smallest external_id)",
+        )
+        parser.add_argument(
+            "--calibration",
+            type=float,
+            default=0.1,
+            help="with --train: the share of FILE's items in its calibration slice",
+        )
         parser.add_argument("--folds", type=int, default=5)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--no-embeddings", action="store_true")
@@ -54,11 +99,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         budgets = _budgets(opts["budgets"])
-        try:
-            params = json.loads(opts["params"])
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"--params: not JSON ({exc})") from None
         policies = [p.strip() for p in opts["policy"].split(",") if p.strip()]
+        params = params_per_policy(opts["params"], policies)
         try:
             rows = rows_read(opts["file"])
             train = rows_read(opts["train"]) if opts["train"] else None
@@ -68,12 +110,14 @@ class Command(BaseCommand):
                     policy=name,
                     budgets=budgets,
                     judges=opts["judge"] or None,
-                    params=params if len(policies) == 1 else None,
+                    params=params.get(name),
                     train_rows=train if name == "learned" else None,
                     train_judges=opts["train_judge"] or None,
                     seed=opts["seed"],
                     folds=opts["folds"],
                     embeddings=not opts["no_embeddings"],
+                    dedupe=opts["dedupe"],
+                    calibration=opts["calibration"],
                 )
                 for name in policies
             ]
@@ -97,9 +141,15 @@ class Command(BaseCommand):
         )
         if "model" in run:
             m = run["model"]
+            chosen = m["model"]
+            calibration = m.get("calibration")
+            if calibration and not calibration.get("kept", True):
+                chosen += (
+                    " (not better than judge uncertainty on FILE's calibration slice: ranks by it)"
+                )
             self.stdout.write(
                 f"  model: {m['trained_on']}, {m['n_train']} items, out-of-fold AUC "
-                f"{m['oof_auc']:.3f}"
+                f"{m['oof_auc']:.3f}, chosen {chosen}"
             )
         self.stdout.write(
             f"  {'budget':>6} {'humans':>6} {run['policy'][:10]:>10} {'random':>7} "

@@ -48,30 +48,53 @@ class JudgeUncertaintyPolicy(Policy):
         self.params = {"low_confidence": self.low_confidence, "only_uncertain": only_uncertain}
 
     def scores(self, table: pd.DataFrame) -> pd.Series:
-        def col(name: str) -> pd.Series:
-            if name not in table:
-                return pd.Series(0.0, index=table.index)
-            return table[name].astype(float).fillna(0.0)
+        return judge_uncertainty_scores(table, low_confidence=self.low_confidence)
 
-        inconclusive = (
-            (col("primary_missing") + col("primary_tie") + col("primary_unparsed"))
-            + col("primary_order_disagree")
-        ).clip(upper=1.0)
-        conf = (
-            table["primary_confidence"].astype(float)
-            if "primary_confidence" in table
-            else pd.Series(np.nan, index=table.index)
-        )
-        low = ((self.low_confidence - conf) / max(self.low_confidence, 1e-9)).clip(lower=0.0)
-        score = (
-            INCONCLUSIVE * inconclusive
-            + DISAGREE * (1.0 - table.get("others_agree", 1.0)).astype(float).fillna(0.0)
-            + CONFIDENCE * low.fillna(0.0)
-            + POSITION * col("primary_first_shown")
-        )
-        return score.rename("score")
+    def secondary(self, table: pd.DataFrame) -> list[pd.Series]:
+        # Among equal uncertainty, the less confident verdict first (then the item hash).
+        if "primary_confidence" not in table:
+            return []
+        return [-table["primary_confidence"].astype(float)]
 
     def wants_human(self, scores: pd.Series) -> pd.Series:
         if self.only_uncertain:
             return scores > POSITION
         return pd.Series(True, index=scores.index)
+
+
+def judge_uncertainty_scores(
+    table: pd.DataFrame, *, low_confidence: float | None = None
+) -> pd.Series:
+    """The uncertainty score of the module docstring, per row of a feature table."""
+    if low_confidence is None:
+        from routing.router.config import RouterSettings
+
+        low_confidence = RouterSettings.load().low_confidence
+
+    def col(name: str) -> pd.Series:
+        if name not in table:
+            return pd.Series(0.0, index=table.index)
+        return table[name].astype(float).fillna(0.0)
+
+    inconclusive = (
+        (col("primary_missing") + col("primary_tie") + col("primary_unparsed"))
+        + col("primary_order_disagree")
+    ).clip(upper=1.0)
+    conf = (
+        table["primary_confidence"].astype(float)
+        if "primary_confidence" in table
+        else pd.Series(np.nan, index=table.index)
+    )
+    low = ((low_confidence - conf) / max(low_confidence, 1e-9)).clip(lower=0.0)
+    agree = (
+        table["others_agree"].astype(float).fillna(1.0)
+        if "others_agree" in table
+        else pd.Series(1.0, index=table.index)
+    )
+    score = (
+        INCONCLUSIVE * inconclusive
+        + DISAGREE * (1.0 - agree)
+        + CONFIDENCE * low.fillna(0.0)
+        + POSITION * col("primary_first_shown")
+    )
+    return score.rename("score")

@@ -1,11 +1,14 @@
-"""A random ``fraction`` of the items to people (seeded, so a run can be repeated)."""
+"""A random ``fraction`` of the items to people (seeded, so a run can be repeated).
+
+The draw is a stable hash of each item's key with ``seed``: the same items are drawn whatever the
+order of the table, and another seed draws others."""
 
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from routing.router.policies.base import Policy
+from routing.router.policies.base import Policy, ranked_order, stable_hash
 from tandem.errors import InvalidInput
 
 
@@ -25,11 +28,17 @@ class RandomPolicy(Policy):
         self.params = {"fraction": self.fraction, "seed": seed}
 
     def scores(self, table: pd.DataFrame) -> pd.Series:
-        rng = np.random.default_rng(self.seed)
-        return pd.Series(rng.random(len(table)), index=table.index)
+        # A uniform draw in [0, 1) from the item's hash (53 bits, as a float holds them).
+        draws = (stable_hash(table.index, self.seed) >> np.uint64(11)).astype(float) / 2.0**53
+        return pd.Series(draws, index=table.index)
+
+    def secondary(self, table: pd.DataFrame) -> list[pd.Series]:
+        return []
 
     def wants_human(self, scores: pd.Series) -> pd.Series:
         # The fraction is of all items; the budget may cut it further.
         n = round(self.fraction * len(scores))
-        top = scores.sort_values(ascending=False, kind="stable").index[:n]
-        return pd.Series(scores.index.isin(top), index=scores.index)
+        top = ranked_order(scores, seed=self.seed)[:n]
+        wanted = np.zeros(len(scores), dtype=bool)
+        wanted[top] = True
+        return pd.Series(wanted, index=scores.index)

@@ -4,8 +4,9 @@ A rule is ``{"if": "<field> <op> <value>", "then": "human"|"judge"|"both"}`` or 
 ``"metadata.domain == 'medical' -> human"``. ``field`` is ``metadata.<key>`` or a feature name
 (``router.features``); ``op`` is one of ``== != > >= < <= in contains``; ``value`` is a number,
 quoted text, true/false/null or a list. Items that match no rule get ``default`` (judge).
-Rules that send an item to people spend the budget in rule order, then in item order; once it is
-spent, such items fall back to the judge and their reason says so.
+Rules that send an item to people spend the budget in rule order; within a rule, the more
+uncertain judge verdict first, then a stable hash of the item (never the table's order). Once it
+is spent, such items fall back to the judge and their reason says so.
 """
 
 import ast
@@ -13,9 +14,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from routing.router.policies.base import BOTH, HUMAN, JUDGE, TARGETS, Policy, RoutePlan
+from routing.router.policies.base import (
+    BOTH,
+    HUMAN,
+    JUDGE,
+    TARGETS,
+    Policy,
+    RoutePlan,
+    ranked_order,
+)
 from tandem.errors import InvalidInput
 
 _INVALID = object()
@@ -158,8 +168,11 @@ class RulesPolicy(Policy):
     def route(self, table: pd.DataFrame, budget: int, *, metadata: pd.DataFrame | None = None):
         first = self._scores_with(table, metadata if metadata is not None else pd.DataFrame())
         spent, rows = 0, {}
-        # Budget goes to human-bound matches in rule order, then item order.
-        ranked = sorted(table.index, key=lambda k: (first[k] == 0, first[k]))
+        # Budget goes to human-bound matches in rule order, then by the tie-breakers of ranking.
+        rank_key = pd.Series(
+            np.where(first.to_numpy() > 0, -first.to_numpy(dtype=float), -np.inf), index=first.index
+        )
+        ranked = first.index[ranked_order(rank_key, self.secondary(table), seed=self.seed)]
         for key in ranked:
             number = int(first[key])
             rule = self.rules[number - 1] if number else None
