@@ -1,0 +1,862 @@
+"""Label quality: how far to trust each label. One function per figure; each figure states its
+sample (``n``) and is marked ``too_few`` below the configured minimum.
+
+The labels of a project are read by ONE query (``quality_labels``) into a pandas frame: one row
+per current label (a label superseded by a correction is left out: only the last of a chain
+counts), with the candidates' lengths aggregated in SQL. Every figure is then computed
+vectorised over that frame, so a page of all figures costs the same few queries at 300 labels or
+at 300,000. Pass ``labels=`` to share one frame between figures (``quality_report`` does).
+
+Every label becomes a nominal value:
+
+- pairwise: the choice, ``A``/``B``/``tie``/``both_bad`` (letters in the item's own order);
+  ``None`` is a judge answer that could not be parsed;
+- listwise: the candidate ranked first (``A``), or the tied group ranked first (``A=C``);
+- thumbs: ``up``/``down``.
+
+Agreement (alpha, kappa, majorities) compares these values, so ties and both-bad are values like
+any other: counted, never dropped. Position and length bias need a winner: they count "decided"
+labels (one candidate preferred) and report ties, both-bad and unparsed answers beside them.
+"""
+
+import io
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from statistics import mode
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from django.db import connection
+from django.db.models import Count
+
+from accounts.models import User
+
+from .models import Annotation, Assignment, Candidate, Item, Project
+from .schema import TaskType
+
+HUMAN = Annotation.Source.HUMAN.value
+JUDGE = Annotation.Source.JUDGE.value
+PAIRWISE_DECIDED = ("A", "B")
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """Minimum samples and flag thresholds, overridable through ``settings.TANDEM_QUALITY``
+    (``TANDEM_QUALITY_MIN_ITEMS`` and friends in the environment)."""
+
+    # A figure computed on fewer items (or labels) than this is reported as "too few".
+    min_items: int = 30
+    # Cohen's kappa of two annotators needs this many items both labelled.
+    min_pair_items: int = 20
+    # Cohen's kappa is listed for at most this many pairs (those sharing the most items).
+    max_pairs: int = 50
+    # Confidence level of the binomial intervals (Wilson).
+    confidence: float = 0.95
+    # Flags: gold accuracy and agreement with peers (or, for judges, with the human majority)
+    # below these; position bias further than this from chance with an interval excluding chance.
+    flag_gold_accuracy: float = 0.7
+    flag_peer_agreement: float = 0.6
+    flag_position_bias: float = 0.15
+
+    @classmethod
+    def load(cls) -> "QualitySettings":
+        from django.conf import settings
+
+        overrides = getattr(settings, "TANDEM_QUALITY", {}) or {}
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"TANDEM_QUALITY: unknown settings {', '.join(sorted(unknown))}")
+        return cls(**overrides)
+
+
+# --- result types ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A number and the sample it rests on: ``n`` items (or labels, as the figure says).
+    ``too_few`` when ``n`` is below the minimum; the value is still given, but is not to be
+    trusted and raises no flag. ``value`` is None when there was nothing to compute it on."""
+
+    value: float | None
+    n: int
+    too_few: bool
+
+
+@dataclass(frozen=True)
+class Share(Figure):
+    """A proportion ``successes / n`` with its binomial (Wilson) confidence interval."""
+
+    successes: int
+    low: float | None
+    high: float | None
+
+
+@dataclass(frozen=True)
+class FleissKappa(Figure):
+    raters: int  # the items counted are those with exactly this many human labels
+
+
+@dataclass(frozen=True)
+class PairKappa(Figure):
+    annotators: tuple[str, str]
+
+
+@dataclass(frozen=True)
+class CohenKappas:
+    """Cohen's kappa per pair of annotators with enough items in common (the ``max_pairs``
+    pairs sharing the most), and their mean over ``pairs_total`` such pairs."""
+
+    mean: Figure
+    pairs: list[PairKappa]
+    pairs_total: int
+
+
+@dataclass(frozen=True)
+class PositionBias:
+    """How often the candidate shown first wins: ``first_wins`` over the decided labels whose
+    presentation order is known; ``chance`` is 1/k. Ties, both-bad and unparsed answers are
+    counted beside it, and labels without a known order in ``unknown_order``."""
+
+    first_wins: Share
+    chance: float
+    ties: int
+    both_bad: int
+    unparsed: int
+    unknown_order: int
+
+
+@dataclass(frozen=True)
+class LengthBias:
+    """How often the longer candidate wins (decided labels on items with one longest
+    candidate), per labeller, against the same share in the human majority (``reference``)."""
+
+    reference: Share
+    by_labeller: dict[tuple[str, str], Share]
+
+
+@dataclass(frozen=True)
+class Activity:
+    labels: int
+    median_seconds: float | None
+    skips: int
+
+
+@dataclass(frozen=True)
+class AnnotatorRow:
+    annotator: str
+    labels: int
+    skips: int
+    median_seconds: float | None
+    gold_accuracy: Share
+    peer_agreement: Share
+    position_bias: PositionBias | None
+    length_bias: Share | None
+    flags: list[str]
+
+
+@dataclass(frozen=True)
+class JudgeRow:
+    judge: str
+    labels: int
+    human_agreement: Share
+    order_consistency: Share
+    unparsed: Share
+    position_bias: PositionBias | None
+    length_bias: Share | None
+    flags: list[str]
+
+
+@dataclass(frozen=True)
+class Agreement:
+    krippendorff_alpha: Figure
+    fleiss_kappa: FleissKappa
+    cohen_kappa: CohenKappas
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    project_id: int
+    task_type: str
+    items_labelled: int
+    human_labels: int
+    judge_labels: int
+    agreement: Agreement
+    annotators: list[AnnotatorRow]
+    judges: list[JudgeRow]
+    length_bias_reference: Share | None
+    settings: QualitySettings = field(default_factory=QualitySettings)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- the one query -----------------------------------------------------------------------------
+
+LABEL_COLUMNS = ["item", "source", "worker", "raw", "order", "time_ms", "gold", "longest"]
+
+
+def quality_labels(*, project: Project) -> pd.DataFrame:
+    """The project's current labels, one query: columns ``item``, ``source``, ``worker``
+    (username, imported annotator name or judge; "" when unknown), ``label`` (the nominal value,
+    see the module), ``order`` ("" when unknown), ``time_ms``, ``gold`` (the item's gold answer
+    as a nominal value, or None) and ``longer`` (the letter of the item's one longest candidate,
+    None when two share the longest length)."""
+    sql, params = _labels_sql(project)
+    if connection.vendor == "postgresql":
+        frame = _read_copy(sql, params)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            frame = pd.DataFrame.from_records(cursor.fetchall(), columns=LABEL_COLUMNS)
+    return _normalise(frame, project.task_type)
+
+
+def _labels_sql(project: Project) -> tuple[str, list[Any]]:
+    annotation, item = Annotation._meta.db_table, Item._meta.db_table
+    candidate, user = Candidate._meta.db_table, User._meta.db_table
+    field = {TaskType.PAIRWISE: "choice", TaskType.LISTWISE: "ranking"}.get(
+        project.task_type, "thumb"
+    )
+    postgres = connection.vendor == "postgresql"
+    gold = "i.gold::text" if postgres else "i.gold"
+    # The longest candidate of each item, by characters, in SQL: one pass over the candidates.
+    if project.task_type == TaskType.PAIRWISE:
+        lengths = f"""
+            SELECT item_id, CASE WHEN len_a > len_b THEN 0 WHEN len_b > len_a THEN 1 END AS longest
+            FROM (SELECT c.item_id,
+                         MAX(CASE WHEN c.position = 0 THEN LENGTH(c.text) END) AS len_a,
+                         MAX(CASE WHEN c.position = 1 THEN LENGTH(c.text) END) AS len_b
+                  FROM {candidate} c JOIN {item} ci ON ci.id = c.item_id
+                  WHERE ci.project_id = %s GROUP BY c.item_id) pairs"""
+    elif project.task_type == TaskType.LISTWISE:
+        lengths = f"""
+            SELECT item_id,
+                   MAX(CASE WHEN r = 1 THEN position END) AS longest_pos,
+                   MAX(CASE WHEN r = 1 THEN n END) AS n1, MAX(CASE WHEN r = 2 THEN n END) AS n2
+            FROM (SELECT c.item_id, c.position, LENGTH(c.text) AS n,
+                         ROW_NUMBER() OVER (PARTITION BY c.item_id
+                                            ORDER BY LENGTH(c.text) DESC, c.position) AS r
+                  FROM {candidate} c JOIN {item} ci ON ci.id = c.item_id
+                  WHERE ci.project_id = %s) ranked
+            GROUP BY item_id"""
+        lengths = f"""SELECT item_id, CASE WHEN n2 IS NULL OR n1 > n2 THEN longest_pos END
+                      AS longest FROM ({lengths}) tops"""
+    else:
+        lengths = None
+    longest = "l.longest" if lengths else "NULL"
+    join = f"LEFT JOIN ({lengths}) l ON l.item_id = a.item_id" if lengths else ""
+    sql = f"""
+        SELECT a.item_id, a.source,
+               COALESCE(u.username, NULLIF(a.external_annotator, ''), NULLIF(a.judge, ''), ''),
+               a.payload ->> '{field}', a."order", a.time_spent_ms, {gold}, {longest}
+        FROM {annotation} a
+        JOIN {item} i ON i.id = a.item_id
+        LEFT JOIN {user} u ON u.id = a.annotator_id
+        {join}
+        WHERE a.project_id = %s
+          AND NOT EXISTS (SELECT 1 FROM {annotation} s WHERE s.supersedes_id = a.id)"""
+    params = [project.pk, project.pk] if lengths else [project.pk]
+    return sql, params
+
+
+def _read_copy(sql: str, params: list[Any]) -> pd.DataFrame:
+    """PostgreSQL: stream the select as CSV through COPY and parse it in C (several times
+    faster than building a Python tuple per row)."""
+    buffer = io.BytesIO()
+    statement = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, NULL '\\N')"
+    start = time.monotonic()
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # psycopg's own cursor, for COPY
+        with raw.copy(statement, params) as copy:
+            for block in copy:
+                buffer.write(block)
+    if connection.queries_logged:  # psycopg's cursor bypasses Django's query log: count it
+        connection.queries_log.append({"sql": statement, "time": f"{time.monotonic() - start:.3f}"})
+    buffer.seek(0)
+    return pd.read_csv(
+        buffer,
+        names=LABEL_COLUMNS,
+        header=None,
+        keep_default_na=False,
+        na_values={c: ["\\N"] for c in LABEL_COLUMNS},
+        dtype={
+            "item": "int64",
+            "source": "str",
+            "worker": "str",
+            "raw": "str",
+            "order": "str",
+            "time_ms": "float64",
+            "gold": "str",
+            "longest": "float64",
+        },
+    )
+
+
+def _normalise(frame: pd.DataFrame, task_type: str) -> pd.DataFrame:
+    out = pd.DataFrame(
+        {
+            "item": frame["item"].astype("int64"),
+            "source": frame["source"].astype(object),
+            "worker": frame["worker"].fillna("").astype(object),
+            "order": frame["order"].fillna("").astype(object),
+            "time_ms": pd.to_numeric(frame["time_ms"], errors="coerce").astype("float64"),
+        }
+    )
+    raw = frame["raw"].astype(object).where(frame["raw"].notna(), None)
+    if task_type == TaskType.LISTWISE:
+        out["label"] = _map_unique(raw, _top_of_ranking_json)
+    else:
+        out["label"] = raw
+    out["gold"] = _map_unique(frame["gold"].astype(object), lambda g: _gold_value(g, task_type))
+    longest = pd.to_numeric(frame["longest"], errors="coerce")
+    letters = np.array([chr(65 + i) for i in range(26)], dtype=object)
+    out["longer"] = np.where(
+        longest.notna(), letters[longest.fillna(0).astype(int).clip(0, 25)], None
+    )
+    return out
+
+
+def _map_unique(values: pd.Series, function) -> pd.Series:
+    """Apply ``function`` once per distinct value (rankings and gold answers repeat a lot)."""
+    present = values.dropna().unique()
+    table = {v: function(v) for v in present}
+    return values.map(table).astype(object).where(values.notna(), None)
+
+
+def _top_of_ranking(ranking: Any) -> str | None:
+    if not isinstance(ranking, list) or not ranking:
+        return None
+    top = ranking[0]
+    return "=".join(sorted(top)) if isinstance(top, list) else str(top)
+
+
+def _top_of_ranking_json(text: str) -> str | None:
+    try:
+        return _top_of_ranking(orjson.loads(text))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _gold_value(text: Any, task_type: str) -> str | None:
+    """A gold answer (JSON: ``"A"``, ``{"choice": "A"}``, ``"up"``, a ranking) as a value."""
+    if text is None:
+        return None
+    try:
+        gold = orjson.loads(text) if isinstance(text, str | bytes) else text
+    except orjson.JSONDecodeError:
+        gold = text
+    if isinstance(gold, dict):
+        gold = gold.get("choice", gold.get("ranking", gold.get("thumb")))
+    if task_type == TaskType.LISTWISE:
+        return _top_of_ranking(gold)
+    return gold if isinstance(gold, str) else None
+
+
+def _labels(project: Project, labels: pd.DataFrame | None) -> pd.DataFrame:
+    return quality_labels(project=project) if labels is None else labels
+
+
+def _config(config: QualitySettings | None) -> QualitySettings:
+    return QualitySettings.load() if config is None else config
+
+
+# --- building blocks ---------------------------------------------------------------------------
+
+
+def _share(successes: int, n: int, config: QualitySettings) -> Share:
+    low, high = _wilson(np.array([successes]), np.array([n]), config)
+    return Share(
+        value=successes / n if n else None,
+        n=int(n),
+        too_few=n < config.min_items,
+        successes=int(successes),
+        low=low[0],
+        high=high[0],
+    )
+
+
+def _wilson(
+    successes: np.ndarray, n: np.ndarray, config: QualitySettings
+) -> tuple[list[float | None], list[float | None]]:
+    from statsmodels.stats.proportion import proportion_confint
+
+    successes, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
+    safe = np.where(n > 0, n, 1)
+    low, high = proportion_confint(successes, safe, alpha=1 - config.confidence, method="wilson")
+    empty = n == 0
+
+    def values(bounds: Any) -> list[float | None]:
+        return [
+            None if e else round(float(v), 6)
+            for v, e in zip(np.atleast_1d(bounds), empty, strict=True)
+        ]
+
+    return values(low), values(high)
+
+
+def _shares(successes: pd.Series, n: pd.Series, config: QualitySettings) -> dict[Any, Share]:
+    """Share per group from aligned counts (vectorised Wilson intervals)."""
+    successes = successes.reindex(n.index, fill_value=0)
+    low, high = _wilson(successes.to_numpy(), n.to_numpy(), config)
+    return {
+        key: Share(
+            value=float(s) / float(total) if total else None,
+            n=int(total),
+            too_few=int(total) < config.min_items,
+            successes=int(s),
+            low=lo,
+            high=hi,
+        )
+        for key, s, total, lo, hi in zip(n.index, successes, n, low, high, strict=True)
+    }
+
+
+def _empty_share(config: QualitySettings) -> Share:
+    return _share(0, 0, config)
+
+
+def _human(labels: pd.DataFrame) -> pd.DataFrame:
+    return labels[(labels["source"] == HUMAN) & labels["label"].notna()]
+
+
+def _vote_matrix(human: pd.DataFrame) -> tuple[pd.Index, pd.Index, np.ndarray]:
+    """Items x values: how many human labels gave each value."""
+    counts = human.groupby(["item", "label"]).size().unstack(fill_value=0)
+    return counts.index, counts.columns, counts.to_numpy()
+
+
+def _unique_argmax(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the index of the largest count, and whether it is the only largest (> 0)."""
+    if matrix.size == 0:
+        return np.zeros(len(matrix), dtype=int), np.zeros(len(matrix), dtype=bool)
+    top = matrix.max(axis=1)
+    unique = ((matrix == top[:, None]).sum(axis=1) == 1) & (top > 0)
+    return matrix.argmax(axis=1), unique
+
+
+def human_majority(*, labels: pd.DataFrame) -> pd.Series:
+    """The human majority value per item (items with a tie for the most votes have none)."""
+    items, values, matrix = _vote_matrix(_human(labels))
+    winner, unique = _unique_argmax(matrix)
+    majority = pd.Series(np.asarray(values, dtype=object)[winner], index=items)
+    return majority[unique]
+
+
+def _by_labeller(frame: pd.DataFrame) -> list[pd.Series]:
+    return [frame["source"], frame["worker"]]
+
+
+def _decided(labels: pd.DataFrame, task_type: str) -> pd.Series:
+    """Labels that prefer one candidate: A/B (pairwise), a single letter on top (listwise)."""
+    label = labels["label"]
+    if task_type == TaskType.PAIRWISE:
+        return label.isin(PAIRWISE_DECIDED)
+    if task_type == TaskType.LISTWISE:
+        return label.notna() & (label.str.len() == 1)
+    return pd.Series(False, index=labels.index)
+
+
+# --- agreement between people -------------------------------------------------------------------
+
+
+def krippendorff_alpha(
+    *, project: Project, labels: pd.DataFrame | None = None, config: QualitySettings | None = None
+) -> Figure:
+    """Krippendorff's alpha (nominal) of the human labels, by the ``krippendorff`` package, on
+    the items with at least two human labels (``n``). Pairwise, listwise (the top) and thumbs."""
+    import krippendorff
+
+    config = _config(config)
+    _, _, matrix = _vote_matrix(_human(_labels(project, labels)))
+    matrix = matrix[matrix.sum(axis=1) >= 2] if matrix.size else matrix
+    n = len(matrix)
+    value = None
+    if n and matrix.shape[1] >= 2:
+        value = float(krippendorff.alpha(value_counts=matrix, level_of_measurement="nominal"))
+    elif n:
+        value = 1.0  # one value used throughout: perfect agreement, nothing to tell apart
+    return Figure(value=_round(value), n=n, too_few=n < config.min_items)
+
+
+def fleiss_kappa(
+    *, project: Project, labels: pd.DataFrame | None = None, config: QualitySettings | None = None
+) -> FleissKappa:
+    """Fleiss' kappa of the human labels (statsmodels). Fleiss' kappa wants the same number of
+    raters per item: it is computed on the items with the most common number of human labels
+    (two or more), ``raters``; ``n`` is how many items that is. All task types."""
+    from statsmodels.stats import inter_rater
+
+    config = _config(config)
+    _, _, matrix = _vote_matrix(_human(_labels(project, labels)))
+    totals = matrix.sum(axis=1) if matrix.size else np.array([], dtype=int)
+    multi = totals[totals >= 2]
+    if not len(multi):
+        return FleissKappa(value=None, n=0, too_few=True, raters=0)
+    raters = int(mode(multi.tolist()))
+    table = matrix[totals == raters]
+    value = float(inter_rater.fleiss_kappa(table, method="fleiss")) if table.shape[1] >= 2 else 1.0
+    n = len(table)
+    return FleissKappa(value=_round(value), n=n, too_few=n < config.min_items, raters=raters)
+
+
+def cohen_kappa_pairs(
+    *, project: Project, labels: pd.DataFrame | None = None, config: QualitySettings | None = None
+) -> CohenKappas:
+    """Cohen's kappa (statsmodels, from each pair's contingency table) for every pair of named
+    annotators with at least ``min_pair_items`` items in common; ``n`` is the items they share.
+    The mean is over all those pairs (``pairs_total``), the list keeps the ``max_pairs`` pairs
+    sharing the most. All task types."""
+    from statsmodels.stats import inter_rater
+
+    config = _config(config)
+    human = _human(_labels(project, labels))
+    human = human[human["worker"] != ""].drop_duplicates(["item", "worker"], keep="last")
+    left = human[["item", "worker", "label"]]
+    pairs = left.merge(left, on="item", suffixes=("_1", "_2"))
+    pairs = pairs[pairs["worker_1"] < pairs["worker_2"]]
+    sizes = pairs.groupby(["worker_1", "worker_2"]).size()
+    eligible = sizes[sizes >= config.min_pair_items].sort_values(ascending=False, kind="stable")
+    if eligible.empty:
+        return CohenKappas(mean=Figure(None, 0, True), pairs=[], pairs_total=0)
+    values = pd.Index(sorted(set(pairs["label_1"]) | set(pairs["label_2"])))
+    cells = (
+        pairs.assign(i=values.get_indexer(pairs["label_1"]), j=values.get_indexer(pairs["label_2"]))
+        .groupby(["worker_1", "worker_2", "i", "j"])
+        .size()
+    )
+    kappas: list[PairKappa] = []
+    for (w1, w2), n in eligible.items():
+        table = np.zeros((len(values), len(values)))
+        counts = cells.loc[(w1, w2)]
+        table[counts.index.get_level_values(0), counts.index.get_level_values(1)] = counts
+        value = inter_rater.cohens_kappa(table, return_results=False)
+        kappas.append(
+            PairKappa(
+                value=_round(_finite(value)),
+                n=int(n),
+                too_few=False,
+                annotators=(str(w1), str(w2)),
+            )
+        )
+    finite = [k.value for k in kappas if k.value is not None]
+    mean = Figure(
+        value=_round(float(np.mean(finite))) if finite else None,
+        n=len(kappas),
+        too_few=False,
+    )
+    return CohenKappas(mean=mean, pairs=kappas[: config.max_pairs], pairs_total=len(kappas))
+
+
+# --- per annotator -----------------------------------------------------------------------------
+
+
+def gold_accuracy(
+    *, project: Project, labels: pd.DataFrame | None = None, config: QualitySettings | None = None
+) -> dict[str, Share]:
+    """Per annotator: the share of their labels on gold items that give the gold answer
+    (``n``: their labels on gold items). A tie or both-bad is right only where gold says so.
+    Pairwise, thumbs, listwise (the top against gold's top)."""
+    config = _config(config)
+    human = _human(_labels(project, labels))
+    gold = human[human["gold"].notna() & (human["worker"] != "")]
+    return _shares(
+        (gold["label"] == gold["gold"]).groupby(gold["worker"]).sum(),
+        gold.groupby("worker").size(),
+        config,
+    )
+
+
+def peer_agreement(
+    *, project: Project, labels: pd.DataFrame | None = None, config: QualitySettings | None = None
+) -> dict[str, Share]:
+    """Per annotator: how often their label equals the majority of the OTHER people's labels on
+    the item (leave-one-out; ``n``: their labels on items where the others have a majority).
+    All task types."""
+    config = _config(config)
+    human = _human(_labels(project, labels))
+    items, values, matrix = _vote_matrix(human)
+    if not len(human):
+        return {}
+    rows = items.get_indexer(human["item"])
+    cols = values.get_indexer(human["label"])
+    peers = matrix[rows].copy()
+    peers[np.arange(len(rows)), cols] -= 1  # leave this label out
+    winner, unique = _unique_argmax(peers)
+    named = (human["worker"] != "").to_numpy()
+    counted = unique & named
+    workers = human["worker"].to_numpy()[counted]
+    agreed = (winner == cols)[counted]
+    n = pd.Series(workers).value_counts()
+    successes = pd.Series(agreed, index=workers).groupby(level=0).sum()
+    return _shares(successes, n, config)
+
+
+def annotator_activity(
+    *, project: Project, labels: pd.DataFrame | None = None, config: QualitySettings | None = None
+) -> dict[str, Activity]:
+    """Per annotator: current labels, median time on a label (seconds, where the client
+    measured it) and skipped leases (one more query: skips are leases, not labels)."""
+    labels = _labels(project, labels)
+    human = labels[(labels["source"] == HUMAN) & (labels["worker"] != "")]
+    counts = human.groupby("worker").size()
+    medians = human.groupby("worker")["time_ms"].median()
+    skips = dict(
+        Assignment.objects.filter(project=project, status=Assignment.Status.SKIPPED)
+        .values_list("annotator__username")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    workers = sorted(set(counts.index) | set(skips))
+    return {
+        w: Activity(
+            labels=int(counts.get(w, 0)),
+            median_seconds=_seconds(medians.get(w)),
+            skips=int(skips.get(w, 0)),
+        )
+        for w in workers
+    }
+
+
+# --- per judge ---------------------------------------------------------------------------------
+
+
+def judge_human_agreement(
+    *, project: Project, labels: pd.DataFrame | None = None, config: QualitySettings | None = None
+) -> dict[str, Share]:
+    """Per judge: how often a parsed verdict equals the human majority, over the judge's labels
+    on items where people have a majority (both presentation orders count, each once). Unparsed
+    answers are left out here and reported by ``judge_unparsed``. All task types."""
+    config = _config(config)
+    labels = _labels(project, labels)
+    majority = human_majority(labels=labels)
+    judged = labels[(labels["source"] == JUDGE) & labels["label"].notna()]
+    judged = judged[judged["item"].isin(majority.index)]
+    agreed = judged["label"].to_numpy() == majority.reindex(judged["item"]).to_numpy()
+    return _shares(
+        pd.Series(agreed, index=judged["worker"].to_numpy()).groupby(level=0).sum(),
+        judged.groupby("worker").size(),
+        config,
+    )
+
+
+def judge_order_consistency(
+    *, project: Project, labels: pd.DataFrame | None = None, config: QualitySettings | None = None
+) -> dict[str, Share]:
+    """Per judge: of the items it judged in two or more presentation orders (all answers
+    parsed), the share where every order gave the same verdict (``n``: such items). A tie in
+    both orders is consistent. Pairwise and listwise (the top)."""
+    config = _config(config)
+    labels = _labels(project, labels)
+    judged = labels[(labels["source"] == JUDGE) & (labels["order"] != "")]
+    judged = judged.assign(unparsed=judged["label"].isna())
+    groups = judged.groupby(["worker", "item"]).agg(
+        orders=("order", "nunique"), verdicts=("label", "nunique"), unparsed=("unparsed", "max")
+    )
+    both = groups[(groups["orders"] >= 2) & ~groups["unparsed"].astype(bool)]
+    consistent = (both["verdicts"] == 1).groupby(level="worker").sum()
+    return _shares(consistent, both.groupby(level="worker").size(), config)
+
+
+def judge_unparsed(
+    *, project: Project, labels: pd.DataFrame | None = None, config: QualitySettings | None = None
+) -> dict[str, Share]:
+    """Per judge: the share of its answers that could not be parsed (choice null). All types."""
+    config = _config(config)
+    labels = _labels(project, labels)
+    judged = labels[labels["source"] == JUDGE]
+    return _shares(
+        judged["label"].isna().groupby(judged["worker"]).sum(),
+        judged.groupby("worker").size(),
+        config,
+    )
+
+
+# --- bias --------------------------------------------------------------------------------------
+
+
+def position_bias(
+    *, project: Project, labels: pd.DataFrame | None = None, config: QualitySettings | None = None
+) -> dict[tuple[str, str], PositionBias]:
+    """Per labeller (``(source, worker)``): how often the candidate shown first wins, with a
+    Wilson interval; chance is 1/k. Pairwise (A/B shown first) and listwise (the first shown
+    ranked top); thumbs show one candidate and have no position bias (empty result)."""
+    config = _config(config)
+    labels = _labels(project, labels)
+    if project.task_type == TaskType.THUMBS or labels.empty:
+        return {}
+    labels = labels[labels["worker"] != ""]
+    known = labels["order"] != ""
+    decided = _decided(labels, project.task_type) & known
+    first = labels["order"].str[:1]
+    keys = _by_labeller(labels)
+    wins = (decided & (labels["label"] == first)).groupby(keys).sum()
+    shares = _shares(wins, decided.groupby(keys).sum(), config)
+    counts = pd.DataFrame(
+        {
+            "ties": labels["label"].eq("tie").groupby(keys).sum(),
+            "both_bad": labels["label"].eq("both_bad").groupby(keys).sum(),
+            "unparsed": labels["label"].isna().groupby(keys).sum(),
+            "unknown_order": (~known).groupby(keys).sum(),
+            "k": labels["order"].str.len().where(known).groupby(keys).max(),
+        }
+    )
+    if project.task_type == TaskType.LISTWISE:
+        # A tied top is neither decided nor a pairwise tie; count it with the ties.
+        tied_top = labels["label"].notna() & (labels["label"].str.len() > 1)
+        counts["ties"] = tied_top.groupby(keys).sum()
+    out = {}
+    for key, row in counts.iterrows():
+        k = row["k"] if pd.notna(row["k"]) and row["k"] > 0 else 2
+        out[(str(key[0]), str(key[1]))] = PositionBias(
+            first_wins=shares.get(key, _empty_share(config)),
+            chance=round(1 / k, 6),
+            ties=int(row["ties"]),
+            both_bad=int(row["both_bad"]),
+            unparsed=int(row["unparsed"]),
+            unknown_order=int(row["unknown_order"]),
+        )
+    return out
+
+
+def length_bias(
+    *, project: Project, labels: pd.DataFrame | None = None, config: QualitySettings | None = None
+) -> LengthBias | None:
+    """How often the longer candidate wins, per labeller and in the human majority (the
+    reference a labeller is compared with), over decided labels on items with one longest
+    candidate (by characters). Pairwise and listwise (the longest ranked top); None for thumbs."""
+    config = _config(config)
+    labels = _labels(project, labels)
+    if project.task_type == TaskType.THUMBS:
+        return None
+    counted = labels[
+        _decided(labels, project.task_type) & labels["longer"].notna() & (labels["worker"] != "")
+    ]
+    keys = _by_labeller(counted)
+    by_labeller = _shares(
+        (counted["label"] == counted["longer"]).groupby(keys).sum(),
+        counted.groupby(keys).size(),
+        config,
+    )
+    majority = human_majority(labels=labels)
+    longer = labels.drop_duplicates("item").set_index("item")["longer"]
+    reference = pd.DataFrame({"majority": majority, "longer": longer.reindex(majority.index)})
+    if project.task_type == TaskType.PAIRWISE:
+        reference = reference[reference["majority"].isin(PAIRWISE_DECIDED)]
+    else:
+        reference = reference[reference["majority"].str.len() == 1]
+    reference = reference[reference["longer"].notna()]
+    wins = int((reference["majority"] == reference["longer"]).sum())
+    return LengthBias(
+        reference=_share(wins, len(reference), config),
+        by_labeller={(str(s), str(w)): v for (s, w), v in by_labeller.items()},
+    )
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def quality_report(*, project: Project, config: QualitySettings | None = None) -> QualityReport:
+    """Every figure of a project, from one read of its labels (plus one for skipped leases)."""
+    config = _config(config)
+    labels = quality_labels(project=project)
+    shared = {"project": project, "labels": labels, "config": config}
+    position = position_bias(**shared)
+    length = length_bias(**shared)
+    lengths = length.by_labeller if length else {}
+    gold, peers = gold_accuracy(**shared), peer_agreement(**shared)
+    annotators = []
+    for name, activity in annotator_activity(**shared).items():
+        row = AnnotatorRow(
+            annotator=name,
+            labels=activity.labels,
+            skips=activity.skips,
+            median_seconds=activity.median_seconds,
+            gold_accuracy=gold.get(name, _empty_share(config)),
+            peer_agreement=peers.get(name, _empty_share(config)),
+            position_bias=position.get((HUMAN, name)),
+            length_bias=lengths.get((HUMAN, name)),
+            flags=[],
+        )
+        row.flags.extend(_annotator_flags(row, config))
+        annotators.append(row)
+
+    agreement, consistency = judge_human_agreement(**shared), judge_order_consistency(**shared)
+    unparsed = judge_unparsed(**shared)
+    judges = []
+    for name in sorted(unparsed):
+        row = JudgeRow(
+            judge=name,
+            labels=unparsed[name].n,
+            human_agreement=agreement.get(name, _empty_share(config)),
+            order_consistency=consistency.get(name, _empty_share(config)),
+            unparsed=unparsed[name],
+            position_bias=position.get((JUDGE, name)),
+            length_bias=lengths.get((JUDGE, name)),
+            flags=[],
+        )
+        row.flags.extend(_judge_flags(row, config))
+        judges.append(row)
+
+    sources = labels["source"].value_counts()
+    return QualityReport(
+        project_id=project.pk,
+        task_type=project.task_type,
+        items_labelled=int(labels["item"].nunique()),
+        human_labels=int(sources.get(HUMAN, 0)),
+        judge_labels=int(sources.get(JUDGE, 0)),
+        agreement=Agreement(
+            krippendorff_alpha=krippendorff_alpha(**shared),
+            fleiss_kappa=fleiss_kappa(**shared),
+            cohen_kappa=cohen_kappa_pairs(**shared),
+        ),
+        annotators=annotators,
+        judges=judges,
+        length_bias_reference=length.reference if length else None,
+        settings=config,
+    )
+
+
+def _below(figure: Share, threshold: float) -> bool:
+    return not figure.too_few and figure.value is not None and figure.value < threshold
+
+
+def position_biased(bias: PositionBias | None, config: QualitySettings) -> bool:
+    """Further from chance than the tolerance, with an interval that excludes chance."""
+    if bias is None or bias.first_wins.too_few or bias.first_wins.value is None:
+        return False
+    share = bias.first_wins
+    far = abs(share.value - bias.chance) > config.flag_position_bias
+    return far and not (share.low <= bias.chance <= share.high)
+
+
+def _annotator_flags(row: AnnotatorRow, config: QualitySettings) -> Iterable[str]:
+    if _below(row.gold_accuracy, config.flag_gold_accuracy):
+        yield "gold_accuracy"
+    if _below(row.peer_agreement, config.flag_peer_agreement):
+        yield "peer_agreement"
+    if position_biased(row.position_bias, config):
+        yield "position_bias"
+
+
+def _judge_flags(row: JudgeRow, config: QualitySettings) -> Iterable[str]:
+    if _below(row.human_agreement, config.flag_peer_agreement):
+        yield "human_agreement"
+    if position_biased(row.position_bias, config):
+        yield "position_bias"
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 6)
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _seconds(ms: Any) -> float | None:
+    return None if ms is None or pd.isna(ms) else round(float(ms) / 1000, 1)
