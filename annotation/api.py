@@ -23,7 +23,9 @@ from . import policies, selectors, services
 from .import_jobs import import_job_create, import_job_state, upload_format
 from .importer import ImportResult, items_import, items_import_file
 from .models import Annotation, Candidate, ImportJob, Item, Membership, Project
+from .quality import quality_report
 from .readers import FORMATS
+from .schema import TaskType
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -146,6 +148,97 @@ class ImportInputSerializer(serializers.Serializer):
         return attrs
 
 
+class FigureSerializer(serializers.Serializer):
+    value = serializers.FloatField(allow_null=True)
+    n = serializers.IntegerField(help_text="the sample: items or labels, as the figure says")
+    too_few = serializers.BooleanField(help_text="n is below the configured minimum")
+
+
+class ShareSerializer(FigureSerializer):
+    successes = serializers.IntegerField()
+    low = serializers.FloatField(allow_null=True, help_text="Wilson confidence interval")
+    high = serializers.FloatField(allow_null=True)
+
+
+class FleissKappaSerializer(FigureSerializer):
+    raters = serializers.IntegerField(help_text="items with exactly this many human labels")
+
+
+class PairKappaSerializer(FigureSerializer):
+    annotators = serializers.ListField(child=serializers.CharField())
+
+
+class CohenKappasSerializer(serializers.Serializer):
+    mean = FigureSerializer()
+    pairs = PairKappaSerializer(many=True)
+    pairs_total = serializers.IntegerField()
+
+
+class AgreementSerializer(serializers.Serializer):
+    krippendorff_alpha = FigureSerializer()
+    fleiss_kappa = FleissKappaSerializer()
+    cohen_kappa = CohenKappasSerializer()
+
+
+class PositionBiasSerializer(serializers.Serializer):
+    first_wins = ShareSerializer()
+    chance = serializers.FloatField()
+    ties = serializers.IntegerField()
+    both_bad = serializers.IntegerField()
+    unparsed = serializers.IntegerField()
+    unknown_order = serializers.IntegerField()
+
+
+class AnnotatorQualitySerializer(serializers.Serializer):
+    annotator = serializers.CharField()
+    labels = serializers.IntegerField()
+    skips = serializers.IntegerField()
+    median_seconds = serializers.FloatField(allow_null=True)
+    gold_accuracy = ShareSerializer()
+    peer_agreement = ShareSerializer()
+    position_bias = PositionBiasSerializer(allow_null=True)
+    length_bias = ShareSerializer(allow_null=True)
+    flags = serializers.ListField(child=serializers.CharField())
+
+
+class JudgeQualitySerializer(serializers.Serializer):
+    judge = serializers.CharField()
+    labels = serializers.IntegerField()
+    human_agreement = ShareSerializer()
+    order_consistency = ShareSerializer()
+    unparsed = ShareSerializer()
+    position_bias = PositionBiasSerializer(allow_null=True)
+    length_bias = ShareSerializer(allow_null=True)
+    flags = serializers.ListField(child=serializers.CharField())
+
+
+class QualitySettingsSerializer(serializers.Serializer):
+    min_items = serializers.IntegerField()
+    min_pair_items = serializers.IntegerField()
+    max_pairs = serializers.IntegerField()
+    confidence = serializers.FloatField()
+    flag_gold_accuracy = serializers.FloatField()
+    flag_peer_agreement = serializers.FloatField()
+    flag_position_bias = serializers.FloatField()
+
+
+class QualityReportSerializer(serializers.Serializer):
+    """The figures of ``annotation.quality``; see docs/quality.md for each one's definition."""
+
+    project_id = serializers.IntegerField()
+    task_type = serializers.ChoiceField(choices=TaskType.choices)
+    items_labelled = serializers.IntegerField()
+    human_labels = serializers.IntegerField()
+    judge_labels = serializers.IntegerField()
+    agreement = AgreementSerializer()
+    annotators = AnnotatorQualitySerializer(many=True)
+    judges = JudgeQualitySerializer(many=True)
+    length_bias_reference = ShareSerializer(
+        allow_null=True, help_text="how often the longer candidate wins in the human majority"
+    )
+    settings = QualitySettingsSerializer()
+
+
 @extend_schema(
     parameters=[OpenApiParameter("slug", OpenApiTypes.STR, description="find a project by slug")]
 )
@@ -237,6 +330,15 @@ class ProjectViewSet(
         queryset = selectors.item_list(project=project).prefetch_related("candidates")
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(ItemSerializer(page, many=True).data)
+
+    @extend_schema(responses=QualityReportSerializer)
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def quality(self, request: Request, pk: str) -> Response:
+        """Label quality (managers): agreement, per-annotator and per-judge figures, position and
+        length bias. Every figure states its sample ``n`` and whether it is ``too_few``."""
+        project = selectors.project_get_for_user(user=request.user, project_id=pk, manage=True)
+        report = quality_report(project=project)
+        return Response(QualityReportSerializer(report.as_dict()).data)
 
     @extend_schema(
         request=ImportInputSerializer,

@@ -477,7 +477,8 @@ def krippendorff_alpha(
     n = len(matrix)
     value = None
     if n and matrix.shape[1] >= 2:
-        value = float(krippendorff.alpha(value_counts=matrix, level_of_measurement="nominal"))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = _finite(krippendorff.alpha(value_counts=matrix, level_of_measurement="nominal"))
     elif n:
         value = 1.0  # one value used throughout: perfect agreement, nothing to tell apart
     return Figure(value=_round(value), n=n, too_few=n < config.min_items)
@@ -499,7 +500,10 @@ def fleiss_kappa(
         return FleissKappa(value=None, n=0, too_few=True, raters=0)
     raters = int(mode(multi.tolist()))
     table = matrix[totals == raters]
-    value = float(inter_rater.fleiss_kappa(table, method="fleiss")) if table.shape[1] >= 2 else 1.0
+    value = 1.0  # one value used throughout
+    if table.shape[1] >= 2:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = _finite(inter_rater.fleiss_kappa(table, method="fleiss"))
     n = len(table)
     return FleissKappa(value=_round(value), n=n, too_few=n < config.min_items, raters=raters)
 
@@ -534,7 +538,8 @@ def cohen_kappa_pairs(
         table = np.zeros((len(values), len(values)))
         counts = cells.loc[(w1, w2)]
         table[counts.index.get_level_values(0), counts.index.get_level_values(1)] = counts
-        value = inter_rater.cohens_kappa(table, return_results=False)
+        with np.errstate(invalid="ignore", divide="ignore"):  # one value only: undefined
+            value = inter_rater.cohens_kappa(table, return_results=False)
         kappas.append(
             PairKappa(
                 value=_round(_finite(value)),

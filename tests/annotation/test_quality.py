@@ -11,6 +11,7 @@ The pairwise fixture (``worked``), used by most tests here:
 
 ann3's first label on i1 (A) was superseded by B: only B counts. ann1 skipped one more item (i5).
 The human majority: i1 A, i2 B, i3 A, i4 none (A, B, tie once each).
+The fixture itself is ``worked`` in tests/annotation/conftest.py.
 """
 
 import math
@@ -18,63 +19,11 @@ import math
 import pytest
 
 from annotation import quality
-from annotation.models import Annotation, Assignment
+from annotation.models import Annotation
 from annotation.quality import QualitySettings
-from tests.factories import (
-    AnnotationFactory,
-    AssignmentFactory,
-    ItemFactory,
-    ProjectFactory,
-    UserFactory,
-)
+from tests.factories import AnnotationFactory, ItemFactory, ProjectFactory, UserFactory
 
 CONFIG = QualitySettings(min_items=3, min_pair_items=2)
-
-PAIRWISE = {
-    # item: (candidate texts, gold, {annotator: (choice, order)}, judge (AB, BA))
-    "i1": (["aaaa", "bb"], "A", {"ann1": ("A", "AB"), "ann2": ("A", "BA"), "ann3": ("B", "AB")}),
-    "i2": (["a", "bbb"], "B", {"ann1": ("B", "AB"), "ann2": ("tie", "AB"), "ann3": ("B", "BA")}),
-    "i3": (
-        ["aa", "bb"],
-        None,
-        {"ann1": ("A", "BA"), "ann2": ("A", "AB"), "ann3": ("both_bad", "AB")},
-    ),
-    "i4": (["aaa", "b"], None, {"ann1": ("A", "AB"), "ann2": ("B", "BA"), "ann3": ("tie", "AB")}),
-}
-JUDGE = {"i1": ("A", "A"), "i2": ("A", "B"), "i3": (None, "A"), "i4": ("tie", "tie")}
-
-
-@pytest.fixture
-def worked(db):
-    project = ProjectFactory(label_schema={"allow_tie": True, "allow_both_bad": True})
-    users = {name: UserFactory(username=name) for name in ("ann1", "ann2", "ann3")}
-    for n, (external_id, (texts, gold, labels)) in enumerate(PAIRWISE.items()):
-        item = ItemFactory(project=project, external_id=external_id, candidates=texts, gold=gold)
-        for name, (choice, order) in labels.items():
-            previous = None
-            if external_id == "i1" and name == "ann3":
-                previous = AnnotationFactory(
-                    item=item, annotator=users[name], payload={"choice": "A"}, order=order
-                )
-            AnnotationFactory(
-                item=item,
-                annotator=users[name],
-                payload={"choice": choice},
-                order=order,
-                time_spent_ms=(n + 1) * 1000,
-                supersedes=previous,
-            )
-        for choice, order in zip(JUDGE[external_id], ("AB", "BA"), strict=True):
-            AnnotationFactory(
-                item=item,
-                source=Annotation.Source.JUDGE,
-                judge="j1",
-                payload={"choice": choice},
-                order=order,
-            )
-    skipped = ItemFactory(project=project, external_id="i5")
-    AssignmentFactory(item=skipped, annotator=users["ann1"], status=Assignment.Status.SKIPPED)
-    return project
 
 
 def share(figure):
