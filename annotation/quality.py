@@ -23,7 +23,6 @@ import io
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
-from statistics import mode
 from typing import Any
 
 import numpy as np
@@ -198,14 +197,19 @@ class QualityReport:
 # --- the one query -----------------------------------------------------------------------------
 
 LABEL_COLUMNS = ["item", "source", "worker", "raw", "order", "time_ms", "gold", "longest"]
+TEXT_COLUMNS = ("source", "worker", "raw", "order", "gold")
+LETTERS = [chr(65 + i) for i in range(26)]
 
 
 def quality_labels(*, project: Project) -> pd.DataFrame:
     """The project's current labels, one query: columns ``item``, ``source``, ``worker``
     (username, imported annotator name or judge; "" when unknown), ``label`` (the nominal value,
-    see the module), ``order`` ("" when unknown), ``time_ms``, ``gold`` (the item's gold answer
-    as a nominal value, or None) and ``longer`` (the letter of the item's one longest candidate,
-    None when two share the longest length)."""
+    see the module), ``order`` ("" when unknown), ``first`` (the letter shown first),
+    ``time_ms``, ``gold`` (the item's gold answer as a nominal value) and ``longer`` (the letter
+    of the item's one longest candidate; missing when two share the longest length).
+
+    Text columns are pandas categoricals; ``label``, ``first``, ``gold`` and ``longer`` share
+    one set of categories, so they compare with each other element by element."""
     sql, params = _labels_sql(project)
     if connection.vendor == "postgresql":
         frame = _read_copy(sql, params)
@@ -224,13 +228,16 @@ def _labels_sql(project: Project) -> tuple[str, list[Any]]:
     )
     postgres = connection.vendor == "postgresql"
     gold = "i.gold::text" if postgres else "i.gold"
-    # The longest candidate of each item, by characters, in SQL: one pass over the candidates.
+    # Length in UTF-8 bytes: PostgreSQL reads it from the value's header, without decompressing
+    # (or, for long texts, even fetching) the text.
+    length = "OCTET_LENGTH(c.text)" if postgres else "LENGTH(CAST(c.text AS BLOB))"
+    # The longest candidate of each item, in SQL: one pass over the candidates.
     if project.task_type == TaskType.PAIRWISE:
         lengths = f"""
             SELECT item_id, CASE WHEN len_a > len_b THEN 0 WHEN len_b > len_a THEN 1 END AS longest
             FROM (SELECT c.item_id,
-                         MAX(CASE WHEN c.position = 0 THEN LENGTH(c.text) END) AS len_a,
-                         MAX(CASE WHEN c.position = 1 THEN LENGTH(c.text) END) AS len_b
+                         MAX(CASE WHEN c.position = 0 THEN {length} END) AS len_a,
+                         MAX(CASE WHEN c.position = 1 THEN {length} END) AS len_b
                   FROM {candidate} c JOIN {item} ci ON ci.id = c.item_id
                   WHERE ci.project_id = %s GROUP BY c.item_id) pairs"""
     elif project.task_type == TaskType.LISTWISE:
@@ -238,9 +245,9 @@ def _labels_sql(project: Project) -> tuple[str, list[Any]]:
             SELECT item_id,
                    MAX(CASE WHEN r = 1 THEN position END) AS longest_pos,
                    MAX(CASE WHEN r = 1 THEN n END) AS n1, MAX(CASE WHEN r = 2 THEN n END) AS n2
-            FROM (SELECT c.item_id, c.position, LENGTH(c.text) AS n,
+            FROM (SELECT c.item_id, c.position, {length} AS n,
                          ROW_NUMBER() OVER (PARTITION BY c.item_id
-                                            ORDER BY LENGTH(c.text) DESC, c.position) AS r
+                                            ORDER BY {length} DESC, c.position) AS r
                   FROM {candidate} c JOIN {item} ci ON ci.id = c.item_id
                   WHERE ci.project_id = %s) ranked
             GROUP BY item_id"""
@@ -265,8 +272,11 @@ def _labels_sql(project: Project) -> tuple[str, list[Any]]:
 
 
 def _read_copy(sql: str, params: list[Any]) -> pd.DataFrame:
-    """PostgreSQL: stream the select as CSV through COPY and parse it in C (several times
-    faster than building a Python tuple per row)."""
+    """PostgreSQL: stream the select as CSV through COPY and parse it with Arrow, text columns
+    dictionary-encoded (several times faster than a Python tuple per row)."""
+    import pyarrow as pa
+    from pyarrow import csv as arrow_csv
+
     buffer = io.BytesIO()
     statement = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, NULL '\\N')"
     start = time.monotonic()
@@ -277,55 +287,78 @@ def _read_copy(sql: str, params: list[Any]) -> pd.DataFrame:
                 buffer.write(block)
     if connection.queries_logged:  # psycopg's cursor bypasses Django's query log: count it
         connection.queries_log.append({"sql": statement, "time": f"{time.monotonic() - start:.3f}"})
+    if not buffer.tell():  # no labels: Arrow reads no empty file
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in LABEL_COLUMNS})
     buffer.seek(0)
-    return pd.read_csv(
+    text = pa.dictionary(pa.int32(), pa.string())
+    types = {"item": pa.int64(), "time_ms": pa.float64(), "longest": pa.float64()}
+    types.update({name: text for name in TEXT_COLUMNS})
+    table = arrow_csv.read_csv(
         buffer,
-        names=LABEL_COLUMNS,
-        header=None,
-        keep_default_na=False,
-        na_values={c: ["\\N"] for c in LABEL_COLUMNS},
-        dtype={
-            "item": "int64",
-            "source": "str",
-            "worker": "str",
-            "raw": "str",
-            "order": "str",
-            "time_ms": "float64",
-            "gold": "str",
-            "longest": "float64",
-        },
+        read_options=arrow_csv.ReadOptions(column_names=LABEL_COLUMNS),
+        convert_options=arrow_csv.ConvertOptions(
+            column_types=types,
+            null_values=["\\N"],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
     )
+    return table.to_pandas()
 
 
 def _normalise(frame: pd.DataFrame, task_type: str) -> pd.DataFrame:
-    out = pd.DataFrame(
+    """Categoricals throughout: every figure groups and compares on small integer codes."""
+    raw, order, gold = (_category(frame[c]) for c in ("raw", "order", "gold"))
+    label_of = _top_of_ranking_json if task_type == TaskType.LISTWISE else _plain
+    mapped = {
+        "label": [label_of(c) for c in raw.cat.categories],
+        "gold": [_gold_value(c, task_type) for c in gold.cat.categories],
+        "first": [c[:1] or None for c in order.cat.categories],
+    }
+    vocabulary = pd.Index(
+        sorted({v for values in mapped.values() for v in values if v is not None} | set(LETTERS))
+    )
+    longest = pd.to_numeric(frame["longest"], errors="coerce").to_numpy()
+    longer_codes = np.where(
+        np.isnan(longest), -1, vocabulary.get_indexer(LETTERS)[np.nan_to_num(longest).astype(int)]
+    )
+    return pd.DataFrame(
         {
-            "item": frame["item"].astype("int64"),
-            "source": frame["source"].astype(object),
-            "worker": frame["worker"].fillna("").astype(object),
-            "order": frame["order"].fillna("").astype(object),
+            "item": frame["item"].astype("int64").to_numpy(),
+            "source": _category(frame["source"]),
+            "worker": _filled(_category(frame["worker"])),
+            "order": _filled(order),
             "time_ms": pd.to_numeric(frame["time_ms"], errors="coerce").astype("float64"),
+            "label": _recode(raw, mapped["label"], vocabulary),
+            "first": _recode(order, mapped["first"], vocabulary),
+            "gold": _recode(gold, mapped["gold"], vocabulary),
+            "longer": pd.Categorical.from_codes(longer_codes, categories=vocabulary),
         }
     )
-    raw = frame["raw"].astype(object).where(frame["raw"].notna(), None)
-    if task_type == TaskType.LISTWISE:
-        out["label"] = _map_unique(raw, _top_of_ranking_json)
-    else:
-        out["label"] = raw
-    out["gold"] = _map_unique(frame["gold"].astype(object), lambda g: _gold_value(g, task_type))
-    longest = pd.to_numeric(frame["longest"], errors="coerce")
-    letters = np.array([chr(65 + i) for i in range(26)], dtype=object)
-    out["longer"] = np.where(
-        longest.notna(), letters[longest.fillna(0).astype(int).clip(0, 25)], None
-    )
-    return out
 
 
-def _map_unique(values: pd.Series, function) -> pd.Series:
-    """Apply ``function`` once per distinct value (rankings and gold answers repeat a lot)."""
-    present = values.dropna().unique()
-    table = {v: function(v) for v in present}
-    return values.map(table).astype(object).where(values.notna(), None)
+def _category(values: pd.Series) -> pd.Series:
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.remove_unused_categories()
+    return values.astype(object).astype("category")
+
+
+def _filled(values: pd.Series) -> pd.Series:
+    """A categorical with missing values as "" (an unknown worker or order)."""
+    if "" not in values.cat.categories:
+        values = values.cat.add_categories([""])
+    return values.fillna("")
+
+
+def _recode(values: pd.Series, mapped: list[Any], vocabulary: pd.Index) -> pd.Categorical:
+    """The categorical ``values`` with each category replaced by ``mapped`` (same order), as
+    codes into ``vocabulary``; missing stays missing."""
+    lookup = np.append(vocabulary.get_indexer(pd.Index(mapped, dtype=object)), -1)
+    return pd.Categorical.from_codes(lookup[values.cat.codes.to_numpy()], categories=vocabulary)
+
+
+def _plain(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _top_of_ranking(ranking: Any) -> str | None:
@@ -424,10 +457,30 @@ def _human(labels: pd.DataFrame) -> pd.DataFrame:
     return labels[(labels["source"] == HUMAN) & labels["label"].notna()]
 
 
-def _vote_matrix(human: pd.DataFrame) -> tuple[pd.Index, pd.Index, np.ndarray]:
-    """Items x values: how many human labels gave each value."""
-    counts = human.groupby(["item", "label"]).size().unstack(fill_value=0)
-    return counts.index, counts.columns, counts.to_numpy()
+@dataclass(frozen=True)
+class Votes:
+    """The human votes as a matrix: ``matrix[i, v]`` labels gave value ``values[v]`` on item
+    ``items[i]``; ``row_item`` and ``row_value`` place each label (row of the frame) in it."""
+
+    items: np.ndarray
+    values: pd.Index
+    matrix: np.ndarray
+    row_item: np.ndarray
+    row_value: np.ndarray
+
+
+def human_votes(human: pd.DataFrame) -> Votes:
+    row_item, items = pd.factorize(human["item"].to_numpy())
+    codes = human["label"].cat.codes.to_numpy()
+    used = np.unique(codes)
+    lookup = np.full(len(human["label"].cat.categories), -1)
+    lookup[used] = np.arange(len(used))
+    row_value = lookup[codes]
+    matrix = np.bincount(
+        row_item * len(used) + row_value, minlength=len(items) * len(used)
+    ).reshape(len(items), len(used))
+    values = pd.Index(human["label"].cat.categories[used], dtype=object)
+    return Votes(items, values, matrix, row_item, row_value)
 
 
 def _unique_argmax(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -441,14 +494,18 @@ def _unique_argmax(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def human_majority(*, labels: pd.DataFrame) -> pd.Series:
     """The human majority value per item (items with a tie for the most votes have none)."""
-    items, values, matrix = _vote_matrix(_human(labels))
-    winner, unique = _unique_argmax(matrix)
-    majority = pd.Series(np.asarray(values, dtype=object)[winner], index=items)
+    votes = human_votes(_human(labels))
+    winner, unique = _unique_argmax(votes.matrix)
+    majority = pd.Series(np.asarray(votes.values, dtype=object)[winner], index=votes.items)
     return majority[unique]
 
 
-def _by_labeller(frame: pd.DataFrame) -> list[pd.Series]:
-    return [frame["source"], frame["worker"]]
+def _majority_codes(labels: pd.DataFrame, items: np.ndarray) -> np.ndarray:
+    """The human majority of each of ``items`` as a code of ``labels["label"]`` (-1: none)."""
+    majority = human_majority(labels=labels)
+    codes = labels["label"].cat.categories.get_indexer(majority.to_numpy())
+    lookup = np.append(codes, -1)
+    return lookup[pd.Index(majority.index).get_indexer(items)]
 
 
 def _decided(labels: pd.DataFrame, task_type: str) -> pd.Series:
@@ -457,8 +514,21 @@ def _decided(labels: pd.DataFrame, task_type: str) -> pd.Series:
     if task_type == TaskType.PAIRWISE:
         return label.isin(PAIRWISE_DECIDED)
     if task_type == TaskType.LISTWISE:
-        return label.notna() & (label.str.len() == 1)
+        return label.isin([v for v in label.cat.categories if len(v) == 1])
     return pd.Series(False, index=labels.index)
+
+
+def _per_labeller(frame: pd.DataFrame, counts: dict[str, Any], how: str = "sum") -> pd.DataFrame:
+    """Sum (or ``how``) of each column of ``counts`` per labeller (source, worker), named ones."""
+    table = pd.DataFrame(
+        {"source": frame["source"], "worker": frame["worker"], **counts}, index=frame.index
+    )
+    table = table[table["worker"] != ""]
+    return table.groupby(["source", "worker"], observed=True).agg(how)
+
+
+def _keyed(shares: dict[Any, Share]) -> dict[tuple[str, str], Share]:
+    return {(str(k[0]), str(k[1])): v for k, v in shares.items()}
 
 
 # --- agreement between people -------------------------------------------------------------------
@@ -472,8 +542,8 @@ def krippendorff_alpha(
     import krippendorff
 
     config = _config(config)
-    _, _, matrix = _vote_matrix(_human(_labels(project, labels)))
-    matrix = matrix[matrix.sum(axis=1) >= 2] if matrix.size else matrix
+    matrix = human_votes(_human(_labels(project, labels))).matrix
+    matrix = matrix[matrix.sum(axis=1) >= 2]
     n = len(matrix)
     value = None
     if n and matrix.shape[1] >= 2:
@@ -493,12 +563,12 @@ def fleiss_kappa(
     from statsmodels.stats import inter_rater
 
     config = _config(config)
-    _, _, matrix = _vote_matrix(_human(_labels(project, labels)))
-    totals = matrix.sum(axis=1) if matrix.size else np.array([], dtype=int)
+    matrix = human_votes(_human(_labels(project, labels))).matrix
+    totals = matrix.sum(axis=1)
     multi = totals[totals >= 2]
     if not len(multi):
         return FleissKappa(value=None, n=0, too_few=True, raters=0)
-    raters = int(mode(multi.tolist()))
+    raters = int(np.bincount(multi).argmax())  # the most common count (the smallest on a tie)
     table = matrix[totals == raters]
     value = 1.0  # one value used throughout
     if table.shape[1] >= 2:
@@ -520,39 +590,48 @@ def cohen_kappa_pairs(
     config = _config(config)
     human = _human(_labels(project, labels))
     human = human[human["worker"] != ""].drop_duplicates(["item", "worker"], keep="last")
-    left = human[["item", "worker", "label"]]
-    pairs = left.merge(left, on="item", suffixes=("_1", "_2"))
-    pairs = pairs[pairs["worker_1"] < pairs["worker_2"]]
-    sizes = pairs.groupby(["worker_1", "worker_2"]).size()
-    eligible = sizes[sizes >= config.min_pair_items].sort_values(ascending=False, kind="stable")
+    workers = human["worker"].cat.categories
+    n_values = len(human["label"].cat.categories)
+    left = pd.DataFrame(
+        {
+            "item": human["item"].to_numpy(),
+            "w": human["worker"].cat.codes.to_numpy().astype(np.int64),
+            "v": human["label"].cat.codes.to_numpy().astype(np.int64),
+        }
+    )
+    pairs = left.merge(left, on="item", suffixes=("1", "2"))
+    pairs = pairs[pairs["w1"] < pairs["w2"]]
+    pair = pairs["w1"].to_numpy() * len(workers) + pairs["w2"].to_numpy()
+    sizes = pd.Series(pair).value_counts()
+    eligible = sizes[sizes >= config.min_pair_items]
+    eligible = eligible.sort_values(ascending=False, kind="stable")
     if eligible.empty:
         return CohenKappas(mean=Figure(None, 0, True), pairs=[], pairs_total=0)
-    values = pd.Index(sorted(set(pairs["label_1"]) | set(pairs["label_2"])))
-    cells = (
-        pairs.assign(i=values.get_indexer(pairs["label_1"]), j=values.get_indexer(pairs["label_2"]))
-        .groupby(["worker_1", "worker_2", "i", "j"])
-        .size()
-    )
+    cells = pd.Series(
+        (pair * n_values + pairs["v1"].to_numpy()) * n_values + pairs["v2"].to_numpy()
+    ).value_counts()
+    by_pair = cells.groupby(cells.index // (n_values * n_values))
     kappas: list[PairKappa] = []
-    for (w1, w2), n in eligible.items():
-        table = np.zeros((len(values), len(values)))
-        counts = cells.loc[(w1, w2)]
-        table[counts.index.get_level_values(0), counts.index.get_level_values(1)] = counts
+    for key, n in eligible.items():
+        counts = by_pair.get_group(key)
+        table = np.zeros(n_values * n_values)
+        table[counts.index % (n_values * n_values)] = counts.to_numpy()
         with np.errstate(invalid="ignore", divide="ignore"):  # one value only: undefined
-            value = inter_rater.cohens_kappa(table, return_results=False)
+            value = inter_rater.cohens_kappa(
+                table.reshape(n_values, n_values), return_results=False
+            )
+        first, second = workers[key // len(workers)], workers[key % len(workers)]
         kappas.append(
             PairKappa(
                 value=_round(_finite(value)),
                 n=int(n),
                 too_few=False,
-                annotators=(str(w1), str(w2)),
+                annotators=(str(first), str(second)),
             )
         )
     finite = [k.value for k in kappas if k.value is not None]
     mean = Figure(
-        value=_round(float(np.mean(finite))) if finite else None,
-        n=len(kappas),
-        too_few=False,
+        value=_round(float(np.mean(finite))) if finite else None, n=len(kappas), too_few=False
     )
     return CohenKappas(mean=mean, pairs=kappas[: config.max_pairs], pairs_total=len(kappas))
 
@@ -569,11 +648,8 @@ def gold_accuracy(
     config = _config(config)
     human = _human(_labels(project, labels))
     gold = human[human["gold"].notna() & (human["worker"] != "")]
-    return _shares(
-        (gold["label"] == gold["gold"]).groupby(gold["worker"]).sum(),
-        gold.groupby("worker").size(),
-        config,
-    )
+    tally = _per_labeller(gold, {"right": gold["label"] == gold["gold"], "n": 1})
+    return {w: s for (_, w), s in _shares(tally["right"], tally["n"], config).items()}
 
 
 def peer_agreement(
@@ -584,21 +660,14 @@ def peer_agreement(
     All task types."""
     config = _config(config)
     human = _human(_labels(project, labels))
-    items, values, matrix = _vote_matrix(human)
-    if not len(human):
+    if human.empty:
         return {}
-    rows = items.get_indexer(human["item"])
-    cols = values.get_indexer(human["label"])
-    peers = matrix[rows].copy()
-    peers[np.arange(len(rows)), cols] -= 1  # leave this label out
+    votes = human_votes(human)
+    peers = votes.matrix[votes.row_item]  # a copy: one row per label
+    peers[np.arange(len(peers)), votes.row_value] -= 1  # leave this label out
     winner, unique = _unique_argmax(peers)
-    named = (human["worker"] != "").to_numpy()
-    counted = unique & named
-    workers = human["worker"].to_numpy()[counted]
-    agreed = (winner == cols)[counted]
-    n = pd.Series(workers).value_counts()
-    successes = pd.Series(agreed, index=workers).groupby(level=0).sum()
-    return _shares(successes, n, config)
+    tally = _per_labeller(human[unique], {"agreed": (winner == votes.row_value)[unique], "n": 1})
+    return {w: s for (_, w), s in _shares(tally["agreed"], tally["n"], config).items()}
 
 
 def annotator_activity(
@@ -608,15 +677,15 @@ def annotator_activity(
     measured it) and skipped leases (one more query: skips are leases, not labels)."""
     labels = _labels(project, labels)
     human = labels[(labels["source"] == HUMAN) & (labels["worker"] != "")]
-    counts = human.groupby("worker").size()
-    medians = human.groupby("worker")["time_ms"].median()
+    by_worker = human.groupby("worker", observed=True)
+    counts, medians = by_worker.size(), by_worker["time_ms"].median()
     skips = dict(
         Assignment.objects.filter(project=project, status=Assignment.Status.SKIPPED)
         .values_list("annotator__username")
         .annotate(n=Count("id"))
         .order_by()
     )
-    workers = sorted(set(counts.index) | set(skips))
+    workers = sorted(set(map(str, counts.index)) | set(skips))
     return {
         w: Activity(
             labels=int(counts.get(w, 0)),
@@ -630,6 +699,10 @@ def annotator_activity(
 # --- per judge ---------------------------------------------------------------------------------
 
 
+def _judges(labels: pd.DataFrame) -> pd.DataFrame:
+    return labels[(labels["source"] == JUDGE) & (labels["worker"] != "")]
+
+
 def judge_human_agreement(
     *, project: Project, labels: pd.DataFrame | None = None, config: QualitySettings | None = None
 ) -> dict[str, Share]:
@@ -638,15 +711,14 @@ def judge_human_agreement(
     answers are left out here and reported by ``judge_unparsed``. All task types."""
     config = _config(config)
     labels = _labels(project, labels)
-    majority = human_majority(labels=labels)
-    judged = labels[(labels["source"] == JUDGE) & labels["label"].notna()]
-    judged = judged[judged["item"].isin(majority.index)]
-    agreed = judged["label"].to_numpy() == majority.reindex(judged["item"]).to_numpy()
-    return _shares(
-        pd.Series(agreed, index=judged["worker"].to_numpy()).groupby(level=0).sum(),
-        judged.groupby("worker").size(),
-        config,
-    )
+    judged = _judges(labels)
+    judged = judged[judged["label"].notna()]
+    majority = _majority_codes(labels, judged["item"].to_numpy())
+    counted = majority >= 0
+    judged = judged[counted]
+    agreed = judged["label"].cat.codes.to_numpy() == majority[counted]
+    tally = _per_labeller(judged, {"agreed": agreed, "n": 1})
+    return {w: s for (_, w), s in _shares(tally["agreed"], tally["n"], config).items()}
 
 
 def judge_order_consistency(
@@ -656,15 +728,23 @@ def judge_order_consistency(
     parsed), the share where every order gave the same verdict (``n``: such items). A tie in
     both orders is consistent. Pairwise and listwise (the top)."""
     config = _config(config)
-    labels = _labels(project, labels)
-    judged = labels[(labels["source"] == JUDGE) & (labels["order"] != "")]
-    judged = judged.assign(unparsed=judged["label"].isna())
-    groups = judged.groupby(["worker", "item"]).agg(
-        orders=("order", "nunique"), verdicts=("label", "nunique"), unparsed=("unparsed", "max")
+    judged = _judges(_labels(project, labels))
+    judged = judged[judged["order"] != ""]
+    codes = pd.DataFrame(
+        {
+            "worker": judged["worker"],
+            "item": judged["item"],
+            "order": judged["order"].cat.codes,
+            "label": judged["label"].cat.codes,  # -1: unparsed
+        }
     )
-    both = groups[(groups["orders"] >= 2) & ~groups["unparsed"].astype(bool)]
-    consistent = (both["verdicts"] == 1).groupby(level="worker").sum()
-    return _shares(consistent, both.groupby(level="worker").size(), config)
+    spans = codes.groupby(["worker", "item"], observed=True).agg(["min", "max"])
+    both = spans[(spans["order", "min"] != spans["order", "max"]) & (spans["label", "min"] >= 0)]
+    consistent = (both["label", "min"] == both["label", "max"]).groupby(level="worker").sum()
+    return {
+        str(w): s
+        for w, s in _shares(consistent, both.groupby(level="worker").size(), config).items()
+    }
 
 
 def judge_unparsed(
@@ -672,13 +752,9 @@ def judge_unparsed(
 ) -> dict[str, Share]:
     """Per judge: the share of its answers that could not be parsed (choice null). All types."""
     config = _config(config)
-    labels = _labels(project, labels)
-    judged = labels[labels["source"] == JUDGE]
-    return _shares(
-        judged["label"].isna().groupby(judged["worker"]).sum(),
-        judged.groupby("worker").size(),
-        config,
-    )
+    judged = _judges(_labels(project, labels))
+    tally = _per_labeller(judged, {"unparsed": judged["label"].isna(), "n": 1})
+    return {w: s for (_, w), s in _shares(tally["unparsed"], tally["n"], config).items()}
 
 
 # --- bias --------------------------------------------------------------------------------------
@@ -694,38 +770,49 @@ def position_bias(
     labels = _labels(project, labels)
     if project.task_type == TaskType.THUMBS or labels.empty:
         return {}
-    labels = labels[labels["worker"] != ""]
-    known = labels["order"] != ""
-    decided = _decided(labels, project.task_type) & known
-    first = labels["order"].str[:1]
-    keys = _by_labeller(labels)
-    wins = (decided & (labels["label"] == first)).groupby(keys).sum()
-    shares = _shares(wins, decided.groupby(keys).sum(), config)
-    counts = pd.DataFrame(
-        {
-            "ties": labels["label"].eq("tie").groupby(keys).sum(),
-            "both_bad": labels["label"].eq("both_bad").groupby(keys).sum(),
-            "unparsed": labels["label"].isna().groupby(keys).sum(),
-            "unknown_order": (~known).groupby(keys).sum(),
-            "k": labels["order"].str.len().where(known).groupby(keys).max(),
-        }
-    )
+    label = labels["label"]
+    known = (labels["order"] != "").to_numpy()
+    decided = _decided(labels, project.task_type).to_numpy() & known
+    order = labels["order"]
+    lengths = np.append(order.cat.categories.str.len().to_numpy(), 0)[order.cat.codes.to_numpy()]
     if project.task_type == TaskType.LISTWISE:
         # A tied top is neither decided nor a pairwise tie; count it with the ties.
-        tied_top = labels["label"].notna() & (labels["label"].str.len() > 1)
-        counts["ties"] = tied_top.groupby(keys).sum()
-    out = {}
-    for key, row in counts.iterrows():
-        k = row["k"] if pd.notna(row["k"]) and row["k"] > 0 else 2
-        out[(str(key[0]), str(key[1]))] = PositionBias(
-            first_wins=shares.get(key, _empty_share(config)),
-            chance=round(1 / k, 6),
-            ties=int(row["ties"]),
-            both_bad=int(row["both_bad"]),
-            unparsed=int(row["unparsed"]),
-            unknown_order=int(row["unknown_order"]),
+        ties = label.notna().to_numpy() & ~_decided(labels, project.task_type).to_numpy()
+    else:
+        ties = (label == "tie").to_numpy()
+    tally = _per_labeller(
+        labels,
+        {
+            "wins": decided & (label == labels["first"]).to_numpy(),
+            "decided": decided,
+            "ties": ties,
+            "both_bad": (label == "both_bad").to_numpy(),
+            "unparsed": label.isna().to_numpy(),
+            "unknown_order": ~known,
+            "k": np.where(known, lengths, 0),
+        },
+        how={
+            "wins": "sum",
+            "decided": "sum",
+            "ties": "sum",
+            "both_bad": "sum",
+            "unparsed": "sum",
+            "unknown_order": "sum",
+            "k": "max",
+        },
+    )
+    shares = _shares(tally["wins"], tally["decided"], config)
+    return {
+        (str(key[0]), str(key[1])): PositionBias(
+            first_wins=shares[key],
+            chance=round(1 / (row.k if row.k > 0 else 2), 6),
+            ties=int(row.ties),
+            both_bad=int(row.both_bad),
+            unparsed=int(row.unparsed),
+            unknown_order=int(row.unknown_order),
         )
-    return out
+        for key, row in zip(tally.index, tally.itertuples(index=False), strict=True)
+    }
 
 
 def length_bias(
@@ -733,32 +820,28 @@ def length_bias(
 ) -> LengthBias | None:
     """How often the longer candidate wins, per labeller and in the human majority (the
     reference a labeller is compared with), over decided labels on items with one longest
-    candidate (by characters). Pairwise and listwise (the longest ranked top); None for thumbs."""
+    candidate (longer in UTF-8 bytes). Pairwise and listwise (the longest ranked top); None for
+    thumbs."""
     config = _config(config)
     labels = _labels(project, labels)
     if project.task_type == TaskType.THUMBS:
         return None
-    counted = labels[
-        _decided(labels, project.task_type) & labels["longer"].notna() & (labels["worker"] != "")
-    ]
-    keys = _by_labeller(counted)
-    by_labeller = _shares(
-        (counted["label"] == counted["longer"]).groupby(keys).sum(),
-        counted.groupby(keys).size(),
-        config,
+    counted = labels[_decided(labels, project.task_type) & labels["longer"].notna()]
+    tally = _per_labeller(counted, {"wins": counted["label"] == counted["longer"], "n": 1})
+    by_labeller = _keyed(_shares(tally["wins"], tally["n"], config))
+
+    items, first = np.unique(labels["item"].to_numpy(), return_index=True)
+    majority = _majority_codes(labels, items)
+    longer = labels["longer"].cat.codes.to_numpy()[first]
+    decided_codes = labels["label"].cat.categories.get_indexer(
+        list(PAIRWISE_DECIDED)
+        if project.task_type == TaskType.PAIRWISE
+        else [v for v in labels["label"].cat.categories if len(v) == 1]
     )
-    majority = human_majority(labels=labels)
-    longer = labels.drop_duplicates("item").set_index("item")["longer"]
-    reference = pd.DataFrame({"majority": majority, "longer": longer.reindex(majority.index)})
-    if project.task_type == TaskType.PAIRWISE:
-        reference = reference[reference["majority"].isin(PAIRWISE_DECIDED)]
-    else:
-        reference = reference[reference["majority"].str.len() == 1]
-    reference = reference[reference["longer"].notna()]
-    wins = int((reference["majority"] == reference["longer"]).sum())
+    counted_items = np.isin(majority, decided_codes) & (longer >= 0)
+    wins = int((majority[counted_items] == longer[counted_items]).sum())
     return LengthBias(
-        reference=_share(wins, len(reference), config),
-        by_labeller={(str(s), str(w)): v for (s, w), v in by_labeller.items()},
+        reference=_share(wins, int(counted_items.sum()), config), by_labeller=by_labeller
     )
 
 
