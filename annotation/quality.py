@@ -607,18 +607,16 @@ def cohen_kappa_pairs(
     eligible = eligible.sort_values(ascending=False, kind="stable")
     if eligible.empty:
         return CohenKappas(mean=Figure(None, 0, True), pairs=[], pairs_total=0)
-    cells = pd.Series(
-        (pair * n_values + pairs["v1"].to_numpy()) * n_values + pairs["v2"].to_numpy()
-    ).value_counts()
-    by_pair = cells.groupby(cells.index // (n_values * n_values))
+    # Every pair's contingency table at once: cell = (pair, value 1, value 2), sorted by pair.
+    square = n_values * n_values
+    cells = np.sort((pair * n_values + pairs["v1"].to_numpy()) * n_values + pairs["v2"].to_numpy())
     kappas: list[PairKappa] = []
     for key, n in eligible.items():
-        counts = by_pair.get_group(key)
-        table = np.zeros(n_values * n_values)
-        table[counts.index % (n_values * n_values)] = counts.to_numpy()
+        lo, hi = np.searchsorted(cells, [key * square, (key + 1) * square])
+        table = np.bincount(cells[lo:hi] - key * square, minlength=square)
         with np.errstate(invalid="ignore", divide="ignore"):  # one value only: undefined
             value = inter_rater.cohens_kappa(
-                table.reshape(n_values, n_values), return_results=False
+                table.reshape(n_values, n_values).astype(float), return_results=False
             )
         first, second = workers[key // len(workers)], workers[key % len(workers)]
         kappas.append(
