@@ -12,8 +12,8 @@ from django.utils.safestring import SafeString
 
 from .quality import Share
 
-WIDTH = 560
-LABEL_WIDTH = 150
+WIDTH = 520
+LABEL_WIDTH = 140
 RIGHT = 70
 ROW = 22
 TOP = 30

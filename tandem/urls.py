@@ -56,7 +56,7 @@ urlpatterns = [
     path(
         "projects/<int:project_id>/quality/",
         annotation_views.project_quality,
-        name="project-quality",
+        name="project-quality-page",
     ),
     path(
         "projects/<int:project_id>/quality/<str:table>.csv",

@@ -94,10 +94,11 @@ def test_page_refuses_annotators_and_strangers(client, worked, annotator_of, out
 
 
 def test_project_page_links_quality_for_managers_only(client, worked, manager_of, annotator_of):
+    link = f'href="/projects/{worked.id}/quality/"'
     client.force_login(manager_of)
-    assert f"/projects/{worked.id}/quality/" in client.get(f"/projects/{worked.id}/").text
+    assert link in client.get(f"/projects/{worked.id}/").text
     client.force_login(annotator_of)
-    assert f"/projects/{worked.id}/quality/" not in client.get(f"/projects/{worked.id}/").text
+    assert link not in client.get(f"/projects/{worked.id}/").text
 
 
 def test_csv_downloads(client, worked, manager_of, small_minimum):

@@ -40,7 +40,9 @@ def build_project(seed=4, n_items=150):
     for item in items:
         truth = item.gold or rng.choices(["A", "B", "tie"], weights=[45, 45, 10])[0]
         lengths = [rng.randint(50, 900), rng.randint(50, 900)]
-        candidates += [Candidate(item=item, position=p, text="x" * n) for p, n in enumerate(lengths)]
+        candidates += [
+            Candidate(item=item, position=p, text="x" * n) for p, n in enumerate(lengths)
+        ]
         for name in rng.sample(PEOPLE, 3):
             order = rng.choice(["AB", "BA"])
             if name == "emeka":
@@ -90,7 +92,8 @@ def test_quality_page(page, live_server, screenshot, settings):
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/")
     page.goto(f"{live_server.url}/projects/{project.pk}/")
-    page.click("text=Label quality")
+    page.click("a:text-is('Label quality')")
+    page.wait_for_url(f"{live_server.url}/projects/{project.pk}/quality/")
     page.wait_for_selector("#annotators table")
 
     assert page.locator("tr.flagged-row[data-annotator=emeka]").count() == 1
@@ -105,7 +108,7 @@ def test_quality_page(page, live_server, screenshot, settings):
     assert page.errors == []
 
     with page.expect_download() as download:
-        page.click("text=annotators")
+        page.click("a:text-is('annotators')")
     text = Path(download.value.path()).read_text()
     assert text.startswith("annotator,labels,skips,median_seconds,gold_accuracy_value")
     assert "emeka" in text and "peer_agreement" in text
