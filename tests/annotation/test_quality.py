@@ -294,3 +294,21 @@ def test_thumbs_have_agreement_but_no_position_or_length_bias(db):
     assert share(t2.gold_accuracy) == (1, 3)  # gold "up": down, down, up
     assert t2.position_bias is None and t2.length_bias is None
     assert report.length_bias_reference is None
+
+
+def test_listwise_position_and_length_bias_by_hand(db):
+    """Three candidates, B the longest (A=5, B=10, C=1 chars), one annotator:
+    [B, A, C] shown BCA: top B = first shown (win), = longest (win);
+    [A, [B, C]] shown CAB: top A, first shown C (lose), not the longest (lose);
+    [[A, B], C] shown ABC: a tied top, counted as a tie, not decided.
+    First shown wins 1/2 (chance 1/3), one tie; the longest wins 1/2."""
+    project = ProjectFactory(task_type="listwise")
+    person = UserFactory(username="lister")
+    rankings = [(["B", "A", "C"], "BCA"), (["A", ["B", "C"]], "CAB"), ([["A", "B"], "C"], "ABC")]
+    for ranking, order in rankings:
+        item = ItemFactory(project=project, candidates=["a" * 5, "b" * 10, "c"])
+        AnnotationFactory(item=item, annotator=person, payload={"ranking": ranking}, order=order)
+    bias = quality.position_bias(project=project, config=CONFIG)[("human", "lister")]
+    assert (share(bias.first_wins), bias.ties, bias.chance) == ((1, 2), 1, pytest.approx(1 / 3))
+    lengths = quality.length_bias(project=project, config=CONFIG).by_labeller
+    assert share(lengths[("human", "lister")]) == (1, 2)
