@@ -19,8 +19,6 @@ any other: counted, never dropped. Position and length bias need a winner: they 
 labels (one candidate preferred) and report ties, both-bad and unparsed answers beside them.
 """
 
-import io
-import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -212,7 +210,7 @@ def quality_labels(*, project: Project) -> pd.DataFrame:
     one set of categories, so they compare with each other element by element."""
     sql, params = _labels_sql(project)
     if connection.vendor == "postgresql":
-        frame = _read_copy(sql, params)
+        frame = _read_postgres(sql, params)
     else:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -227,74 +225,83 @@ def _labels_sql(project: Project) -> tuple[str, list[Any]]:
         project.task_type, "thumb"
     )
     postgres = connection.vendor == "postgresql"
-    gold = "i.gold::text" if postgres else "i.gold"
+    gold = "ci.gold::text" if postgres else "ci.gold"
     # Length in UTF-8 bytes: PostgreSQL reads it from the value's header, without decompressing
     # (or, for long texts, even fetching) the text.
     length = "OCTET_LENGTH(c.text)" if postgres else "LENGTH(CAST(c.text AS BLOB))"
-    # The longest candidate of each item, in SQL: one pass over the candidates.
+    # Per item, one pass over the project's items and candidates: the gold answer and the
+    # position of the one longest candidate (NULL when two share the longest length).
     if project.task_type == TaskType.PAIRWISE:
-        lengths = f"""
-            SELECT item_id, CASE WHEN len_a > len_b THEN 0 WHEN len_b > len_a THEN 1 END AS longest
-            FROM (SELECT c.item_id,
-                         MAX(CASE WHEN c.position = 0 THEN {length} END) AS len_a,
-                         MAX(CASE WHEN c.position = 1 THEN {length} END) AS len_b
-                  FROM {candidate} c JOIN {item} ci ON ci.id = c.item_id
-                  WHERE ci.project_id = %s GROUP BY c.item_id) pairs"""
+        per_item = f"""
+            SELECT ci.id AS item_id, MAX({gold}) AS gold,
+                   CASE WHEN MAX(CASE WHEN c.position = 0 THEN {length} END)
+                             > MAX(CASE WHEN c.position = 1 THEN {length} END) THEN 0
+                        WHEN MAX(CASE WHEN c.position = 1 THEN {length} END)
+                             > MAX(CASE WHEN c.position = 0 THEN {length} END) THEN 1
+                   END AS longest
+            FROM {item} ci LEFT JOIN {candidate} c ON c.item_id = ci.id
+            WHERE ci.project_id = %s GROUP BY ci.id"""
     elif project.task_type == TaskType.LISTWISE:
-        lengths = f"""
-            SELECT item_id,
-                   MAX(CASE WHEN r = 1 THEN position END) AS longest_pos,
-                   MAX(CASE WHEN r = 1 THEN n END) AS n1, MAX(CASE WHEN r = 2 THEN n END) AS n2
-            FROM (SELECT c.item_id, c.position, {length} AS n,
-                         ROW_NUMBER() OVER (PARTITION BY c.item_id
+        per_item = f"""
+            SELECT item_id, MAX(gold) AS gold,
+                   CASE WHEN MAX(CASE WHEN r = 2 THEN n END) IS NULL
+                             OR MAX(CASE WHEN r = 1 THEN n END) > MAX(CASE WHEN r = 2 THEN n END)
+                        THEN MAX(CASE WHEN r = 1 THEN position END) END AS longest
+            FROM (SELECT ci.id AS item_id, {gold} AS gold, c.position, {length} AS n,
+                         ROW_NUMBER() OVER (PARTITION BY ci.id
                                             ORDER BY {length} DESC, c.position) AS r
-                  FROM {candidate} c JOIN {item} ci ON ci.id = c.item_id
+                  FROM {item} ci LEFT JOIN {candidate} c ON c.item_id = ci.id
                   WHERE ci.project_id = %s) ranked
             GROUP BY item_id"""
-        lengths = f"""SELECT item_id, CASE WHEN n2 IS NULL OR n1 > n2 THEN longest_pos END
-                      AS longest FROM ({lengths}) tops"""
     else:
-        lengths = None
-    longest = "l.longest" if lengths else "NULL"
-    join = f"LEFT JOIN ({lengths}) l ON l.item_id = a.item_id" if lengths else ""
+        per_item = f"""SELECT ci.id AS item_id, {gold} AS gold, NULL AS longest
+                       FROM {item} ci WHERE ci.project_id = %s"""
     sql = f"""
-        SELECT a.item_id, a.source,
-               COALESCE(u.username, NULLIF(a.external_annotator, ''), NULLIF(a.judge, ''), ''),
-               a.payload ->> '{field}', a."order", a.time_spent_ms, {gold}, {longest}
+        SELECT a.item_id AS item, a.source AS source,
+               COALESCE(u.username, NULLIF(a.external_annotator, ''), NULLIF(a.judge, ''), '')
+                   AS worker,
+               a.payload ->> '{field}' AS raw, a."order" AS "order",
+               a.time_spent_ms AS time_ms, p.gold AS gold, p.longest AS longest
         FROM {annotation} a
-        JOIN {item} i ON i.id = a.item_id
+        JOIN ({per_item}) p ON p.item_id = a.item_id
         LEFT JOIN {user} u ON u.id = a.annotator_id
-        {join}
         WHERE a.project_id = %s
           AND NOT EXISTS (SELECT 1 FROM {annotation} s WHERE s.supersedes_id = a.id)"""
-    params = [project.pk, project.pk] if lengths else [project.pk]
+    params = [project.pk, project.pk]
     return sql, params
 
 
-def _read_copy(sql: str, params: list[Any]) -> pd.DataFrame:
-    """PostgreSQL: stream the select as CSV through COPY and parse it with Arrow, text columns
-    dictionary-encoded (several times faster than a Python tuple per row)."""
+NUMBER_COLUMNS = ("item", "time_ms", "longest")
+
+
+def _read_postgres(sql: str, params: list[Any]) -> pd.DataFrame:
+    """PostgreSQL: the server writes the rows as CSV text in a few large values (a COPY or a
+    plain fetch would hand Python one message or tuple per label), and Arrow parses them, text
+    columns dictionary-encoded."""
     import pyarrow as pa
     from pyarrow import csv as arrow_csv
 
-    buffer = io.BytesIO()
-    statement = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, NULL '\\N')"
-    start = time.monotonic()
+    fields = []
+    for name in LABEL_COLUMNS:
+        column = f'q."{name}"'
+        if name in NUMBER_COLUMNS:
+            fields.append(f"COALESCE(CAST({column} AS TEXT), '\\N')")
+        else:  # quoted, quotes doubled: any text survives; an unquoted \N is NULL
+            fields.append(f"""COALESCE('"' || REPLACE({column}, '"', '""') || '"', '\\N')""")
+    line = " || ',' || ".join(fields)
+    statement = f"""
+        SELECT CONVERT_TO(STRING_AGG({line}, E'\\n'), 'UTF8')
+        FROM ({sql}) q GROUP BY MOD(q.item, {CSV_CHUNKS})"""
     with connection.cursor() as cursor:
-        raw = cursor.cursor  # psycopg's own cursor, for COPY
-        with raw.copy(statement, params) as copy:
-            for block in copy:
-                buffer.write(block)
-    if connection.queries_logged:  # psycopg's cursor bypasses Django's query log: count it
-        connection.queries_log.append({"sql": statement, "time": f"{time.monotonic() - start:.3f}"})
-    if not buffer.tell():  # no labels: Arrow reads no empty file
+        cursor.execute(statement, params)
+        chunks = [bytes(row[0]) for row in cursor.fetchall() if row[0]]
+    if not chunks:
         return pd.DataFrame({name: pd.Series(dtype=object) for name in LABEL_COLUMNS})
-    buffer.seek(0)
     text = pa.dictionary(pa.int32(), pa.string())
-    types = {"item": pa.int64(), "time_ms": pa.float64(), "longest": pa.float64()}
-    types.update({name: text for name in TEXT_COLUMNS})
+    types = {name: pa.float64() for name in NUMBER_COLUMNS}
+    types.update({"item": pa.int64(), **{name: text for name in TEXT_COLUMNS}})
     table = arrow_csv.read_csv(
-        buffer,
+        pa.BufferReader(b"\n".join(chunks)),
         read_options=arrow_csv.ReadOptions(column_names=LABEL_COLUMNS),
         convert_options=arrow_csv.ConvertOptions(
             column_types=types,
@@ -304,6 +311,10 @@ def _read_copy(sql: str, params: list[Any]) -> pd.DataFrame:
         ),
     )
     return table.to_pandas()
+
+
+# Values the labels' CSV comes in: a few, so that none nears PostgreSQL's 1 GB per value.
+CSV_CHUNKS = 16
 
 
 def _normalise(frame: pd.DataFrame, task_type: str) -> pd.DataFrame:
@@ -624,7 +635,7 @@ def cohen_kappa_pairs(
                 value=_round(_finite(value)),
                 n=int(n),
                 too_few=False,
-                annotators=(str(first), str(second)),
+                annotators=tuple(sorted((str(first), str(second)))),
             )
         )
     finite = [k.value for k in kappas if k.value is not None]
