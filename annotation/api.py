@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -399,7 +400,9 @@ def _import_upload(project: Project, upload, fmt: str, options: dict) -> ImportR
         OpenApiParameter("project", OpenApiTypes.INT),
         OpenApiParameter("item", OpenApiTypes.INT),
         OpenApiParameter("source", OpenApiTypes.STR, enum=["human", "judge"]),
-        OpenApiParameter("annotator", OpenApiTypes.STR, description="username"),
+        OpenApiParameter(
+            "annotator", OpenApiTypes.STR, description="username, or an imported annotator's name"
+        ),
         OpenApiParameter("judge", OpenApiTypes.STR),
     ]
 )
@@ -419,13 +422,19 @@ class AnnotationViewSet(viewsets.ReadOnlyModelViewSet):
             "project_id": params.get("project"),
             "item_id": params.get("item"),
             "source": params.get("source"),
-            "annotator__username": params.get("annotator"),
             "judge": params.get("judge"),
         }
         for name in ("project_id", "item_id"):
             if filters[name] is not None and not filters[name].isdigit():
                 raise InvalidInput(f"{name.removesuffix('_id')} must be a number")
-        return queryset.filter(**{k: v for k, v in filters.items() if v is not None})
+        queryset = queryset.filter(**{k: v for k, v in filters.items() if v is not None})
+        annotator = params.get("annotator")
+        if annotator is not None:  # the quality page links imported annotators here too
+            queryset = queryset.filter(
+                Q(annotator__username=annotator)
+                | Q(annotator__isnull=True, external_annotator=annotator)
+            )
+        return queryset
 
 
 class ImportJobViewSet(viewsets.GenericViewSet):

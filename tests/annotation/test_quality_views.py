@@ -150,3 +150,12 @@ def test_page_queries_do_not_grow_with_labels(
         assert client.get(f"/projects/{worked.id}/quality/").status_code == 200
     with django_assert_max_num_queries(5):
         assert client.get(f"/api/v1/projects/{worked.id}/quality/").status_code == 200
+
+
+def test_labels_link_finds_imported_annotators_too(api, worked, manager_of):
+    item = worked.items.first()
+    AnnotationFactory(item=item, external_annotator="imported-ann", payload={"choice": "B"})
+    base = f"/api/v1/annotations/?project={worked.id}&annotator="
+    imported = api(manager_of).get(base + "imported-ann").json()["results"]
+    assert [a["external_annotator"] for a in imported] == ["imported-ann"]
+    assert len(api(manager_of).get(base + "ann1").json()["results"]) == 4
