@@ -2,6 +2,7 @@
 
 from django import template
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -38,7 +39,7 @@ def figure(value, extra: str = "") -> str:
 def bias_figure(bias) -> str:
     """Position bias: the first-shown share, with ties and both-bad counted beside it."""
     if bias is None:
-        return format_html('<span class="muted">&ndash;</span>')
+        return mark_safe('<span class="muted">&ndash;</span>')
     extra = "".join(
         f" · {n} {name}" for n, name in ((bias.ties, "tie"), (bias.both_bad, "both bad")) if n
     )

@@ -159,3 +159,27 @@ def test_labels_link_finds_imported_annotators_too(api, worked, manager_of):
     imported = api(manager_of).get(base + "imported-ann").json()["results"]
     assert [a["external_annotator"] for a in imported] == ["imported-ann"]
     assert len(api(manager_of).get(base + "ann1").json()["results"]) == 4
+
+
+@pytest.mark.parametrize(
+    "task_type,payloads",
+    [
+        ("listwise", [{"ranking": ["B", "A", "C"]}, {"ranking": [["A", "B"], "C"]}]),
+        ("thumbs", [{"thumb": "up"}, {"thumb": "down"}]),
+    ],
+)
+def test_page_for_listwise_and_thumbs(client, admin_user, task_type, payloads):
+    from tests.factories import ProjectFactory
+
+    project = ProjectFactory(task_type=task_type)
+    item = ItemFactory(project=project)
+    order = "CAB" if task_type == "listwise" else "A"
+    for n, payload in enumerate(payloads):
+        person = UserFactory(username=f"{task_type}{n}")
+        AnnotationFactory(item=item, annotator=person, payload=payload, order=order)
+    AnnotationFactory(item=item, source="judge", judge="j", payload=payloads[0], order=order)
+    client.force_login(admin_user)
+    response = client.get(f"/projects/{project.id}/quality/")
+    assert response.status_code == 200
+    assert (b'id="bias"' in response.content) == (task_type == "listwise")
+    assert client.get(f"/api/v1/projects/{project.id}/quality/").status_code == 200
