@@ -7,7 +7,7 @@ in a fresh PostgreSQL database through ``manage.py import_items`` (COPY). Then, 
 process, times the labels read, every figure (``quality_report``), the whole page and the API
 over HTTP (Django's test client), and Dawid-Skene / majority over all labels. Prints JSON.
 
-    python bench/quality.py [--items 100000] [--reuse]
+    python bench/quality.py [--items 100000] [--reuse] [--database NAME] [--build-only]
 
 ``--reuse`` measures again on the database an earlier run built (the machine is shared: the
 figures quote the fastest of five runs beside the median, and the load average).
@@ -189,6 +189,8 @@ def main() -> None:
     parser.add_argument(
         "--reuse", action="store_true", help="measure again on the database a run built"
     )
+    parser.add_argument("--database", default="tandem_bench_quality", help="database name")
+    parser.add_argument("--build-only", action="store_true", help="build the data, measure nothing")
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure()))
@@ -196,10 +198,13 @@ def main() -> None:
 
     results = {"benchmark": "quality", "items": args.items, "machine": machine()}
     if args.reuse:
-        url = database_url("tandem_bench_quality")
+        url = database_url(args.database)
     else:
-        url = fresh_database("tandem_bench_quality")
+        url = fresh_database(args.database)
         build(url, args.items, results)
+    if args.build_only:
+        print(json.dumps(results, indent=2))
+        return
     results["load_average_1m_before"] = os.getloadavg()[0]
     done = subprocess.run(
         [sys.executable, __file__, "--measure"],
