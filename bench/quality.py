@@ -5,7 +5,9 @@ random, one picks whatever is shown first) and one judge's verdicts in both pres
 (it favours the first shown and the longer candidate; 2% of its answers unparsed), 2% gold items,
 in a fresh PostgreSQL database through ``manage.py import_items`` (COPY). Then, in a fresh
 process, times the labels read, every figure (``quality_report``), the whole page and the API
-over HTTP (Django's test client), and Dawid-Skene / majority over all labels. Prints JSON.
+over HTTP (Django's test client), and Dawid-Skene / majority over all labels; then, each in its
+own process, a recompute of every Preference with ``majority`` and with ``dawid_skene`` (wall
+time, peak RSS, accuracy on the gold items). Prints JSON.
 
     python bench/quality.py [--items 100000] [--reuse] [--database NAME] [--build-only]
 
@@ -182,10 +184,44 @@ def measure() -> dict:
     }
 
 
+def recompute(method: str) -> dict:
+    """In a fresh process: recompute every Preference of the project with ``method`` (the
+    service the recompute task runs), its wall time and the process's peak RSS."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tandem.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from annotation.models import Item, Project
+    from exports.models import Preference
+    from exports.preferences import preferences_recompute
+
+    project = Project.objects.get(slug=SLUG)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start, start_cpu = time.perf_counter(), time.process_time()
+    result = preferences_recompute(project=project, method=method)
+    wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    gold = dict(Item.objects.filter(project=project, gold__isnull=False).values_list("pk", "gold"))
+    chosen = dict(
+        Preference.objects.filter(item_id__in=list(gold)).values_list("item_id", "choice")
+    )
+    return {
+        "method": method,
+        **result.to_dict(),
+        "wall_s": round(wall, 2),
+        "python_cpu_s": round(cpu, 2),
+        "rss_before_mb": round(before, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "gold_items": len(gold),
+        "gold_accuracy": round(sum(chosen.get(i) == g for i, g in gold.items()) / len(gold), 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--recompute", help=argparse.SUPPRESS)
     parser.add_argument(
         "--reuse", action="store_true", help="measure again on the database a run built"
     )
@@ -194,6 +230,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure()))
+        return
+    if args.recompute:
+        print(json.dumps(recompute(args.recompute)))
         return
 
     results = {"benchmark": "quality", "items": args.items, "machine": machine()}
@@ -215,6 +254,20 @@ def main() -> None:
     )
     results["load_average_1m_after"] = os.getloadavg()[0]
     results.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    # Preference recomputes over the whole project, each in its own process (peak RSS is the
+    # recompute's): majority, then Dawid-Skene (every row changes method), then majority again.
+    for key, method in [
+        ("preferences_recompute_majority", "majority"),
+        ("preferences_recompute_dawid_skene", "dawid_skene"),
+    ]:
+        run = subprocess.run(
+            [sys.executable, __file__, "--recompute", method],
+            env={**os.environ, "DATABASE_URL": url, "DB_CONN_MAX_AGE": "0"},
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        results[key] = json.loads(run.stdout.strip().splitlines()[-1])
     print(json.dumps(results, indent=2))
 
 
