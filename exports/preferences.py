@@ -372,46 +372,35 @@ def preferences_recompute(
     return RecomputeResult(items=len(item_list), written=written, resolved=resolved)
 
 
-def votes_load(*, project: Project) -> pd.DataFrame:
-    """All the project's current labels, one query: ``reliability.VOTE_COLUMNS``."""
+def votes_load(*, project: Project, judges: bool = True) -> pd.DataFrame:
+    """The project's current labels (``judges=False``: people's only), one query, as
+    ``reliability.VOTE_COLUMNS``; built column-wise, no Python work per label but the read."""
     key = VERDICT_KEY[project.task_type]
+    rows = Annotation.objects.filter(project=project, superseded_by__isnull=True)
+    if not judges:
+        rows = rows.filter(source=Annotation.Source.HUMAN)
     rows = (
-        Annotation.objects.filter(project=project, superseded_by__isnull=True)
-        .order_by()
+        rows.order_by()
         .annotate(_verdict=KT(f"payload__{key}"), _strength=KT("payload__strength"))
-        .values_list(
-            "item_id",
-            "source",
-            "annotator_id",
-            "external_annotator",
-            "judge",
-            "_verdict",
-            "_strength",
-        )
+        .values_list("item_id", "source", "annotator_id", "external_annotator", "judge",
+                     "_verdict", "_strength")
+    )  # fmt: skip
+    raw = pd.DataFrame.from_records(
+        list(rows.iterator(chunk_size=10_000)),
+        columns=["item", "source", "user", "external", "judge", "label", "strength"],
     )
-    ranking = key == "ranking"
-    columns: list[list[Any]] = [[], [], [], [], []]
-    for item_id, source, user_id, external, judge, verdict, strength in rows.iterator(
-        chunk_size=10_000
-    ):
-        if source == Annotation.Source.JUDGE:
-            worker = judge
-        else:
-            worker = f"user:{user_id}" if user_id is not None else external
-        if ranking and verdict is not None:
-            verdict = orjson.loads(verdict)
-        for column, value in zip(
-            columns, (item_id, worker, source, verdict, _number(strength)), strict=True
-        ):
-            column.append(value)
-    frame = pd.DataFrame(dict(zip(reliability.VOTE_COLUMNS, columns, strict=True)))
-    frame["strength"] = pd.to_numeric(frame["strength"], errors="coerce")
-    frame["label"] = frame["label"].astype(object)
-    return frame
+    user = "user:" + raw["user"].astype("Int64").astype(str)
+    person = user.where(raw["user"].notna(), raw["external"])
+    raw["worker"] = raw["judge"].where(raw["source"] == Annotation.Source.JUDGE, person)
+    if key == "ranking":
+        raw["label"] = raw["label"].map(orjson.loads, na_action="ignore")
+    raw["label"] = raw["label"].astype(object).where(raw["label"].notna(), None)
+    raw["strength"] = pd.to_numeric(raw["strength"], errors="coerce")
+    return raw[reliability.VOTE_COLUMNS]
 
 
 def _project_resolutions(project: Project, method: str, judges: bool) -> dict[int, Resolution]:
-    votes = votes_load(project=project)
+    votes = votes_load(project=project, judges=judges)
     gold = None
     if method == "gold_weighted":
         gold = dict(

@@ -32,16 +32,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import aggregators
 
 VOTE_COLUMNS = ["item", "worker", "source", "label", "strength"]
+# Figures are rounded: the labels arrive in no fixed order, and EM's sums in another order differ
+# in the last bits; rounded, a recompute over unchanged labels writes no row (idempotent).
+DIGITS = 9
 
 
 def _decided_by(votes: pd.DataFrame) -> pd.Series:
     """Per item: which kinds of labeller the counted votes came from."""
-    return votes.groupby("item")["source"].agg(lambda s: "+".join(sorted(set(s))))
+    human = (votes["source"] == "human").groupby(votes["item"]).any()
+    judge = (votes["source"] == "judge").groupby(votes["item"]).any()
+    names = np.select([human & judge, human, judge], ["human+judge", "human", "judge"], "")
+    return pd.Series(names, index=human.index)
 
 
 def _counted(votes: pd.DataFrame, judges: bool) -> pd.DataFrame:
@@ -53,41 +60,45 @@ def _counted(votes: pd.DataFrame, judges: bool) -> pd.DataFrame:
 def _rows(
     result: aggregators.Aggregate, votes: pd.DataFrame, *, judges: bool, scale: int
 ) -> dict[int, dict[str, Any]]:
-    counted = _counted(votes, judges)
+    """The aggregate's resolved items as Preference values (column-wise; one dict per item)."""
     items = result.items
     if items.empty:
         return {}
-    decided = _decided_by(counted)
-    label_of = items["label"]
-    # mean strength of the counted votes that gave the item's label
-    if counted["label"].map(lambda v: isinstance(v, str)).all():
-        winners = counted["item"].map(label_of)
+    items = items[items["label"].notna()]
+    counted = _counted(votes, judges)
+    pairwise = items["label"].map(lambda v: v in ("A", "B")).astype(bool)
+    strength = pd.Series(np.nan, index=items.index)
+    if scale and pairwise.any() and counted["strength"].notna().any():
+        winners = counted["item"].map(items["label"].where(pairwise))
         behind = counted[(counted["label"] == winners) & counted["strength"].notna()]
-        strength = behind.groupby("item")["strength"].mean()
-    else:
-        strength = pd.Series(dtype=float)
-    out: dict[int, dict[str, Any]] = {}
-    has_margins = "margins" in items.columns
-    for item, row in items.iterrows():
-        choice = row["label"]
-        if choice is None or (isinstance(choice, float) and pd.isna(choice)):
-            continue
-        agreement = float(row["agreement"])
-        mean_strength = strength.get(item)
-        mean_strength = None if mean_strength is None or pd.isna(mean_strength) else mean_strength
-        margin = agreement
-        if scale and mean_strength is not None and choice in ("A", "B"):
-            margin = agreement * min(float(mean_strength) / scale, 1.0)
-        out[int(item)] = {
+        strength = behind.groupby("item")["strength"].mean().reindex(items.index)
+    agreement = items["agreement"].astype(float)
+    ratio = (strength / scale).clip(upper=1.0) if scale else strength
+    margin = agreement.where(~(pairwise & strength.notna()), agreement * ratio)
+    decided = _decided_by(counted).reindex(items.index).fillna("")
+    margins = items["margins"] if "margins" in items.columns else [None] * len(items)
+    return {
+        int(item): {
             "choice": choice,
-            "confidence": float(row["confidence"]),
-            "agreement": agreement,
-            "strength": float(mean_strength) if mean_strength is not None else None,
-            "margin": margin,
-            "margins": row["margins"] if has_margins else None,
-            "decided_by": decided.get(item, ""),
+            "confidence": round(float(confidence), DIGITS),
+            "agreement": round(float(agree), DIGITS),
+            "strength": None if pd.isna(mean) else round(float(mean), DIGITS),
+            "margin": round(float(m), DIGITS),
+            "margins": pair_margins if isinstance(pair_margins, dict) else None,
+            "decided_by": by,
         }
-    return out
+        for item, choice, confidence, agree, mean, m, pair_margins, by in zip(
+            items.index,
+            items["label"],
+            items["confidence"],
+            agreement,
+            strength,
+            margin,
+            margins,
+            decided,
+            strict=True,
+        )
+    }
 
 
 def dawid_skene(

@@ -101,6 +101,9 @@ def test_dawid_skene_follows_the_reliable_annotators_end_to_end(careless, switch
     state = aggregation.aggregation_state(project=project)
     assert state["status"] == "done" and state["include_judges"] is False
     assert state["items_done"] == state["items_total"] == 160
+    # Idempotent: the same labels again write nothing.
+    again = preferences_recompute(project=project)
+    assert (again.items, again.written) == (160, 0)
 
 
 def test_dawid_skene_downweights_the_careless_annotator(careless):
