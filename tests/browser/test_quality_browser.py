@@ -10,6 +10,7 @@ import pytest
 
 from accounts.models import Role
 from annotation.models import Annotation, Candidate, Item, Membership
+from exports.models import Preference
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -80,7 +81,17 @@ def build_project(seed=4, n_items=150):
     return project
 
 
-def test_quality_page(page, live_server, screenshot, settings):
+@pytest.fixture
+def eager(settings):
+    from tandem.celery import app as celery_app
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+def test_quality_page(page, live_server, screenshot, settings, eager):
     settings.TANDEM_QUALITY = {"min_items": 20}
     project = build_project()
     boss = UserFactory(username="boss", role=Role.MANAGER)
@@ -95,6 +106,7 @@ def test_quality_page(page, live_server, screenshot, settings):
     page.click("a:text-is('Label quality')")
     page.wait_for_url(f"{live_server.url}/projects/{project.pk}/quality/")
     page.wait_for_selector("#annotators table")
+    page.wait_for_selector("#aggregation form")  # exports' card, loaded by htmx
 
     assert page.locator("tr.flagged-row[data-annotator=emeka]").count() == 1
     assert page.locator("tr.flagged-row[data-annotator=farah]").count() == 1
@@ -116,3 +128,12 @@ def test_quality_page(page, live_server, screenshot, settings):
     path = screenshot(page, "quality")
     DOCS.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, DOCS / "quality.png")
+
+    # Choose Dawid-Skene and recompute: the card shows the run to its end.
+    page.select_option("#aggregation select[name=method]", "dawid_skene")
+    page.click("#aggregation button:text-is('Recompute')")
+    page.wait_for_selector("#aggregation-status .badge.done")
+    assert page.locator("#aggregation [data-method]").inner_text() == "dawid_skene"
+    assert "150 items" in page.locator("#aggregation-status").inner_text()
+    assert Preference.objects.filter(project=project, method="dawid_skene").count() == 150
+    assert page.errors == []
