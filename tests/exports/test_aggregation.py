@@ -271,12 +271,10 @@ def test_task_reports_progress(careless, switch, monkeypatch):
     ]
 
 
-def test_task_failure_records_the_reason(careless, switch, monkeypatch, request):
+def test_task_failure_records_the_reason(careless, switch, monkeypatch, settings):
     """A worker does not propagate the error to the caller: ``on_failure`` records it."""
     project, _, _ = careless
-    propagates = celery_app.conf.task_eager_propagates
-    celery_app.conf.task_eager_propagates = False
-    request.addfinalizer(lambda: setattr(celery_app.conf, "task_eager_propagates", propagates))
+    settings.CELERY_TASK_EAGER_PROPAGATES = False
 
     def boom(**_):
         raise ValueError("crowd-kit broke")
