@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -40,7 +41,9 @@ from .models import (
     MembershipChange,
     Project,
 )
+from .quality import quality_report
 from .readers import FORMATS, UnreadableFile
+from .schema import TaskType
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -202,6 +205,97 @@ class ImportInputSerializer(serializers.Serializer):
         return attrs
 
 
+class FigureSerializer(serializers.Serializer):
+    value = serializers.FloatField(allow_null=True)
+    n = serializers.IntegerField(help_text="the sample: items or labels, as the figure says")
+    too_few = serializers.BooleanField(help_text="n is below the configured minimum")
+
+
+class ShareSerializer(FigureSerializer):
+    successes = serializers.IntegerField()
+    low = serializers.FloatField(allow_null=True, help_text="Wilson confidence interval")
+    high = serializers.FloatField(allow_null=True)
+
+
+class FleissKappaSerializer(FigureSerializer):
+    raters = serializers.IntegerField(help_text="items with exactly this many human labels")
+
+
+class PairKappaSerializer(FigureSerializer):
+    annotators = serializers.ListField(child=serializers.CharField())
+
+
+class CohenKappasSerializer(serializers.Serializer):
+    mean = FigureSerializer()
+    pairs = PairKappaSerializer(many=True)
+    pairs_total = serializers.IntegerField()
+
+
+class AgreementSerializer(serializers.Serializer):
+    krippendorff_alpha = FigureSerializer()
+    fleiss_kappa = FleissKappaSerializer()
+    cohen_kappa = CohenKappasSerializer()
+
+
+class PositionBiasSerializer(serializers.Serializer):
+    first_wins = ShareSerializer()
+    chance = serializers.FloatField()
+    ties = serializers.IntegerField()
+    both_bad = serializers.IntegerField()
+    unparsed = serializers.IntegerField()
+    unknown_order = serializers.IntegerField()
+
+
+class AnnotatorQualitySerializer(serializers.Serializer):
+    annotator = serializers.CharField()
+    labels = serializers.IntegerField()
+    skips = serializers.IntegerField()
+    median_seconds = serializers.FloatField(allow_null=True)
+    gold_accuracy = ShareSerializer()
+    peer_agreement = ShareSerializer()
+    position_bias = PositionBiasSerializer(allow_null=True)
+    length_bias = ShareSerializer(allow_null=True)
+    flags = serializers.ListField(child=serializers.CharField())
+
+
+class JudgeQualitySerializer(serializers.Serializer):
+    judge = serializers.CharField()
+    labels = serializers.IntegerField()
+    human_agreement = ShareSerializer()
+    order_consistency = ShareSerializer()
+    unparsed = ShareSerializer()
+    position_bias = PositionBiasSerializer(allow_null=True)
+    length_bias = ShareSerializer(allow_null=True)
+    flags = serializers.ListField(child=serializers.CharField())
+
+
+class QualitySettingsSerializer(serializers.Serializer):
+    min_items = serializers.IntegerField()
+    min_pair_items = serializers.IntegerField()
+    max_pairs = serializers.IntegerField()
+    confidence = serializers.FloatField()
+    flag_gold_accuracy = serializers.FloatField()
+    flag_peer_agreement = serializers.FloatField()
+    flag_position_bias = serializers.FloatField()
+
+
+class QualityReportSerializer(serializers.Serializer):
+    """The figures of ``annotation.quality``; see docs/quality.md for each one's definition."""
+
+    project_id = serializers.IntegerField()
+    task_type = serializers.ChoiceField(choices=TaskType.choices)
+    items_labelled = serializers.IntegerField()
+    human_labels = serializers.IntegerField()
+    judge_labels = serializers.IntegerField()
+    agreement = AgreementSerializer()
+    annotators = AnnotatorQualitySerializer(many=True)
+    judges = JudgeQualitySerializer(many=True)
+    length_bias_reference = ShareSerializer(
+        allow_null=True, help_text="how often the longer candidate wins in the human majority"
+    )
+    settings = QualitySettingsSerializer()
+
+
 @extend_schema(
     parameters=[OpenApiParameter("slug", OpenApiTypes.STR, description="find a project by slug")]
 )
@@ -301,6 +395,15 @@ class ProjectViewSet(
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(ItemSerializer(page, many=True).data)
 
+    @extend_schema(responses=QualityReportSerializer)
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def quality(self, request: Request, pk: str) -> Response:
+        """Label quality (managers): agreement, per-annotator and per-judge figures, position and
+        length bias. Every figure states its sample ``n`` and whether it is ``too_few``."""
+        project = selectors.project_get_for_user(user=request.user, project_id=pk, manage=True)
+        report = quality_report(project=project)
+        return Response(QualityReportSerializer(report.as_dict()).data)
+
     @extend_schema(
         request=ImportInputSerializer,
         responses={
@@ -370,7 +473,9 @@ def _import_upload(project: Project, upload, fmt: str, options: dict) -> ImportR
         OpenApiParameter("project", OpenApiTypes.INT),
         OpenApiParameter("item", OpenApiTypes.INT),
         OpenApiParameter("source", OpenApiTypes.STR, enum=["human", "judge"]),
-        OpenApiParameter("annotator", OpenApiTypes.STR, description="username"),
+        OpenApiParameter(
+            "annotator", OpenApiTypes.STR, description="username, or an imported annotator's name"
+        ),
         OpenApiParameter("judge", OpenApiTypes.STR),
     ]
 )
@@ -390,7 +495,6 @@ class AnnotationViewSet(viewsets.ReadOnlyModelViewSet):
             "project_id": params.get("project"),
             "item_id": params.get("item"),
             "source": params.get("source"),
-            "annotator__username": params.get("annotator"),
             "judge": params.get("judge"),
         }
         for name in ("project_id", "item_id"):
@@ -398,7 +502,14 @@ class AnnotationViewSet(viewsets.ReadOnlyModelViewSet):
                 raise InvalidInput(f"{name.removesuffix('_id')} must be a number")
         if filters["source"] is not None and filters["source"] not in ("human", "judge"):
             raise InvalidInput("source must be human or judge")
-        return queryset.filter(**{k: v for k, v in filters.items() if v is not None})
+        queryset = queryset.filter(**{k: v for k, v in filters.items() if v is not None})
+        annotator = params.get("annotator")
+        if annotator is not None:  # the quality page links imported annotators here too
+            queryset = queryset.filter(
+                Q(annotator__username=annotator)
+                | Q(annotator__isnull=True, external_annotator=annotator)
+            )
+        return queryset
 
 
 class ImportJobViewSet(viewsets.GenericViewSet):

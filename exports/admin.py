@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Preference, Snapshot
+from .models import Aggregation, Preference, Snapshot
 
 
 @admin.register(Preference)
@@ -26,6 +26,23 @@ class SnapshotAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "format", "file_format", "status", "rows", "created_at"]
     list_filter = ["status", "format", "file_format"]
     raw_id_fields = ["project", "created_by"]
+    list_select_related = ["project"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Aggregation)
+class AggregationAdmin(admin.ModelAdmin):
+    """Read-only here: the method is set through the recompute API or the quality page, which
+    validate it and queue the recompute."""
+
+    list_display = ["project", "method", "include_judges", "status", "finished_at"]
+    list_filter = ["method", "status"]
+    raw_id_fields = ["project"]
     list_select_related = ["project"]
 
     def has_add_permission(self, request):

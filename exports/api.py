@@ -2,7 +2,8 @@
 
 Views are thin: they authorise through ``annotation.selectors`` (managers and admins;
 annotators 403; anyone else 404, as for a missing project), then read through
-``exports.selectors`` and ``exports.snapshots``."""
+``exports.selectors`` and ``exports.snapshots``; the recompute endpoint sets the project's
+aggregation method through ``exports.aggregation``."""
 
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
@@ -17,10 +18,10 @@ from annotation.selectors import project_get_for_user
 from tandem.errors import InvalidInput
 from tandem.pagination import KeysetPagination
 
-from . import selectors, snapshots
+from . import aggregation, selectors, snapshots
 from .builder import STYLES, export_preview, export_spec
 from .formats import FORMATS, PAIR_MODES
-from .models import Preference, Snapshot
+from .models import Aggregation, Preference, Snapshot
 from .writers import FILE_FORMATS
 
 PREFERENCE_FIELDS = [
@@ -253,3 +254,60 @@ def snapshot_file_response(snapshot: Snapshot, path: str) -> FileResponse:
     file_path = snapshots.snapshot_file(snapshot=snapshot, path=path)
     name = f"snapshot-{snapshot.pk}-{path.replace('/', '-')}"
     return FileResponse(open(file_path, "rb"), as_attachment=True, filename=name)
+
+
+class AggregationStateSerializer(serializers.Serializer):
+    method = serializers.CharField()
+    include_judges = serializers.BooleanField()
+    include_judges_default = serializers.BooleanField(
+        help_text="include_judges is the method's default (the project did not say)"
+    )
+    methods = serializers.ListField(child=serializers.CharField())
+    status = serializers.ChoiceField(choices=Aggregation.Status.choices)
+    items_done = serializers.IntegerField(allow_null=True)
+    items_total = serializers.IntegerField(allow_null=True)
+    fraction = serializers.FloatField(allow_null=True)
+    result = serializers.JSONField(allow_null=True)
+    error = serializers.CharField()
+    requested_at = serializers.DateTimeField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    running = serializers.BooleanField()
+    status_url = serializers.CharField()
+
+
+class RecomputeInputSerializer(serializers.Serializer):
+    method = serializers.JSONField(
+        help_text="majority | dawid_skene | gold_weighted | bradley_terry"
+    )
+    include_judges = serializers.JSONField(
+        required=False, help_text="true | false | null (the method's default)"
+    )
+
+
+class PreferenceRecomputeView(APIView):
+    """The project's aggregation method and its recompute. GET: the method and the latest run's
+    progress. POST ``{"method", "include_judges"}``: set the method and recompute every
+    preference in a Celery task (202; poll ``status_url``). Managers and admins."""
+
+    @extend_schema(responses=AggregationStateSerializer)
+    def get(self, request: Request, project_id: int) -> Response:
+        project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
+        return Response(self._state(request, project))
+
+    @extend_schema(request=RecomputeInputSerializer, responses={202: AggregationStateSerializer})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
+        data = request.data if isinstance(request.data, dict) else {}
+        aggregation.aggregation_recompute(
+            project=project, method=data.get("method"), include_judges=data.get("include_judges")
+        )
+        return Response(self._state(request, project), status=status.HTTP_202_ACCEPTED)
+
+    @staticmethod
+    def _state(request: Request, project) -> dict:
+        state = aggregation.aggregation_state(project=project)
+        state["status_url"] = request.build_absolute_uri(
+            f"/api/v1/projects/{project.pk}/preferences/recompute/"
+        )
+        return AggregationStateSerializer(state).data

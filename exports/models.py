@@ -39,7 +39,13 @@ class Preference(models.Model):
     margin = models.FloatField(
         null=True,
         blank=True,
-        help_text="(votes for the choice - votes for the runner-up) / labels counted.",
+        help_text="majority: (votes for the choice - votes for the runner-up) / labels counted; "
+        "other methods: agreement x normalised strength (docs/quality.md).",
+    )
+    margins = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='Listwise (bradley_terry): {"A>B": P(A beats B), ...} for each pair ranked.',
     )
     provenance = models.CharField(
         max_length=8,
@@ -86,6 +92,41 @@ class Preference(models.Model):
     @property
     def resolved(self) -> bool:
         return self.choice is not None
+
+
+class Aggregation(models.Model):
+    """A project's aggregation method (``exports.aggregation``) and the state of its latest
+    recompute. Owned by exports, keyed by project: ``annotation`` knows nothing of it.
+
+    ``status`` goes through ``aggregation.aggregation_transition`` only. ``generation`` counts
+    the recomputes asked for; a run ends the row ``done`` / ``failed`` only while it is the run
+    of the latest generation (labels that arrived during a run queue the next one)."""
+
+    class Status(models.TextChoices):
+        IDLE = "idle", "Not run yet"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Recomputing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.OneToOneField(
+        Project, primary_key=True, on_delete=models.CASCADE, related_name="aggregation"
+    )
+    method = models.CharField(max_length=32, default="majority")
+    include_judges = models.BooleanField(
+        null=True, blank=True, help_text="Count the judges' labels; null: the method's default."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IDLE)
+    generation = models.PositiveIntegerField(default=0)
+    run_generation = models.PositiveIntegerField(default=0)
+    result = models.JSONField(null=True, blank=True, help_text="items, written, resolved")
+    error = models.TextField(blank=True)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"aggregation of {self.project_id}: {self.method} ({self.status})"
 
 
 class Snapshot(models.Model):

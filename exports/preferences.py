@@ -17,7 +17,16 @@ The rules (``majority``, the default method):
 ``agreement`` is the share of the deciding source's labels that give the choice (for a judge:
 all judge labels of the item, so a second judge that disagrees lowers it).
 
-Other aggregation methods (Bradley-Terry for rankings, reliability-weighted votes) plug in
+Other methods (``METHOD_NAMES``; the project's choice is an ``exports.Aggregation`` row, see
+``exports.aggregation``): ``dawid_skene`` (reliability-weighted vote), ``gold_weighted`` (weights
+= accuracy on gold items) and, for rankings, ``bradley_terry``. They are project-level
+(``exports.reliability``): one run over all the project's labels answers every item, so a
+recompute with them always covers the whole project. ``include_judges`` says whether judges'
+labels count; by default they do for ``majority`` (rule 2) and ``bradley_terry``, and do not for
+the human-reliability methods: a judge labels every item, twice (both orders), so it would
+dominate the reliability estimate and the two orders, being one labeller, break Dawid-Skene's
+assumption of independent labels; and the point of those methods is to weigh people. Their
+``margin`` combines agreement and strength (``exports.reliability``). Item-level methods plug in
 through ``method_register``: a method maps one item's labels to a ``Resolution``.
 
 Race model: one recompute per project at a time (a PostgreSQL transaction advisory lock), each
@@ -36,6 +45,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
+import pandas as pd
 from django.db import connection, transaction
 from django.db.models.fields.json import KT
 from django.utils import timezone
@@ -44,7 +54,8 @@ from annotation.models import Annotation, Item, Project
 from annotation.schema import TaskType
 from routing.models import RoutingPolicy
 
-from .models import Preference
+from . import reliability
+from .models import Aggregation, Preference
 
 LOCK_NAMESPACE = 0x7A50  # advisory lock namespace of preference recomputes
 WRITE_BATCH = 5000
@@ -73,6 +84,7 @@ class Context:
     task_type: str
     overlap: int
     judge_order: tuple[str, ...]  # the routing policy's judges, first first
+    include_judges: bool = True
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,7 @@ class Resolution:
     strength: float | None = None
     confidence: float | None = None
     decided_by: str = ""
+    margins: dict[str, float] | None = None
 
 
 Method = Callable[[Sequence[Label], Context], Resolution | None]
@@ -160,10 +173,47 @@ def judge_consistent(labels: Sequence[Label], ctx: Context) -> Resolution | None
 
 
 def resolve_majority(labels: Sequence[Label], ctx: Context) -> Resolution | None:
-    return human_majority(labels, ctx) or judge_consistent(labels, ctx)
+    found = human_majority(labels, ctx)
+    if found is None and ctx.include_judges:
+        found = judge_consistent(labels, ctx)
+    return found
 
 
 method_register("majority", resolve_majority)
+
+# Project-level methods: (votes, judges=, scale=, gold=) -> {item id: row} (exports.reliability).
+PROJECT_METHODS: dict[str, Callable[..., dict[int, dict[str, Any]]]] = {
+    "dawid_skene": reliability.dawid_skene,
+    "gold_weighted": reliability.gold_weighted,
+    "bradley_terry": reliability.bradley_terry,
+}
+# Whether judges' labels count when the project does not say (see the module).
+INCLUDE_JUDGES_DEFAULT = {
+    "majority": True,
+    "dawid_skene": False,
+    "gold_weighted": False,
+    "bradley_terry": True,
+}
+# The methods each task type can use.
+METHODS_FOR = {
+    TaskType.PAIRWISE: ("majority", "dawid_skene", "gold_weighted"),
+    TaskType.THUMBS: ("majority", "dawid_skene", "gold_weighted"),
+    TaskType.LISTWISE: ("majority", "bradley_terry"),
+}
+
+
+def method_names(*, task_type: str | None = None) -> list[str]:
+    """The methods a project of ``task_type`` can use (None: every known method)."""
+    if task_type is not None:
+        return [m for m in METHODS_FOR.get(task_type, ()) if m in METHODS or m in PROJECT_METHODS]
+    return sorted({*METHODS, *PROJECT_METHODS})
+
+
+def aggregation_options(*, project: Project) -> tuple[str, bool]:
+    """The project's method and whether judges count (``majority`` with judges when unset)."""
+    row = Aggregation.objects.filter(project=project).values_list("method", "include_judges")
+    method, include = row.first() or ("majority", None)
+    return method, INCLUDE_JUDGES_DEFAULT.get(method, True) if include is None else include
 
 
 def provenance_of(n_human: int, n_judge: int) -> str:
@@ -236,6 +286,7 @@ def _number(text: str | None) -> float | None:
 
 _FIELDS = (
     "choice",
+    "margins",
     "strength",
     "margin",
     "provenance",
@@ -258,17 +309,36 @@ class RecomputeResult:
         return {"items": self.items, "written": self.written, "resolved": self.resolved}
 
 
+Progress = Callable[[int, int], None]  # (items done, items in all)
+
+
 def preferences_recompute(
-    *, project: Project, item_ids: Iterable[int] | None = None, method: str = "majority"
+    *,
+    project: Project,
+    item_ids: Iterable[int] | None = None,
+    method: str | None = None,
+    include_judges: bool | None = None,
+    progress: Progress | None = None,
 ) -> RecomputeResult:
-    """Recompute the preferences of the items (None: every item of the project).
+    """Recompute the preferences of the items (None: every item of the project) with
+    ``method`` (None: the project's, ``aggregation_options``). A project-level method always
+    recomputes the whole project: one item's new label moves every annotator's weight.
 
     Set-based, in chunks of ``CHUNK_ITEMS`` items (memory stays flat as projects grow): per
     chunk one query for the labels, one for the stored preferences, then an upsert
-    (``INSERT ... ON CONFLICT (item_id) DO UPDATE``) of the rows that changed.
+    (``INSERT ... ON CONFLICT (item_id) DO UPDATE``) of the rows that changed. A project-level
+    method first reads all the project's labels in one query and runs once over them.
     """
-    resolve = METHODS[method]
-    ids = None if item_ids is None else sorted(set(item_ids))
+    if method is None:
+        chosen, judges = aggregation_options(project=project)
+    else:
+        chosen, judges = method, INCLUDE_JUDGES_DEFAULT.get(method, True)
+    if include_judges is not None:
+        judges = include_judges
+    if chosen not in METHODS and chosen not in PROJECT_METHODS:
+        raise KeyError(f"unknown aggregation method {chosen!r}")
+    project_level = chosen in PROJECT_METHODS
+    ids = None if item_ids is None or project_level else sorted(set(item_ids))
     with transaction.atomic():
         _lock(project)
         items = Item.objects.filter(project=project)
@@ -279,24 +349,77 @@ def preferences_recompute(
             task_type=project.task_type,
             overlap=project.overlap,
             judge_order=policy_judges(project=project),
+            include_judges=judges,
         )
+        if project_level:
+            table = _project_resolutions(project, chosen, judges)
+            decide = lambda item_id, labels: table.get(item_id)  # noqa: E731
+        else:
+            resolve = METHODS[chosen]
+            decide = lambda item_id, labels: resolve(labels, ctx) if labels else None  # noqa: E731
         now = timezone.now()
         written = resolved = 0
         for start in range(0, len(item_list), CHUNK_ITEMS):
             chunk = item_list[start : start + CHUNK_ITEMS]
             changed, chunk_resolved = _chunk_rows(
-                project,
-                chunk,
-                named=ids is not None,
-                ctx=ctx,
-                resolve=resolve,
-                method=method,
-                now=now,
+                project, chunk, named=ids is not None, decide=decide, method=chosen, now=now
             )
             _upsert(changed)
             written += len(changed)
             resolved += chunk_resolved
+            if progress is not None:
+                progress(start + len(chunk), len(item_list))
     return RecomputeResult(items=len(item_list), written=written, resolved=resolved)
+
+
+def votes_load(*, project: Project, judges: bool = True) -> pd.DataFrame:
+    """The project's current labels (``judges=False``: people's only), one query, as
+    ``reliability.VOTE_COLUMNS``; built column-wise, no Python work per label but the read."""
+    key = VERDICT_KEY[project.task_type]
+    rows = Annotation.objects.filter(project=project, superseded_by__isnull=True)
+    if not judges:
+        rows = rows.filter(source=Annotation.Source.HUMAN)
+    rows = (
+        rows.order_by()
+        .annotate(_verdict=KT(f"payload__{key}"), _strength=KT("payload__strength"))
+        .values_list("item_id", "source", "annotator_id", "external_annotator", "judge",
+                     "_verdict", "_strength")
+    )  # fmt: skip
+    raw = pd.DataFrame.from_records(
+        list(rows.iterator(chunk_size=10_000)),
+        columns=["item", "source", "user", "external", "judge", "label", "strength"],
+    )
+    user = "user:" + raw["user"].astype("Int64").astype(str)
+    person = user.where(raw["user"].notna(), raw["external"])
+    raw["worker"] = raw["judge"].where(raw["source"] == Annotation.Source.JUDGE, person)
+    if key == "ranking":
+        raw["label"] = raw["label"].map(orjson.loads, na_action="ignore")
+    raw["label"] = raw["label"].astype(object).where(raw["label"].notna(), None)
+    raw["strength"] = pd.to_numeric(raw["strength"], errors="coerce")
+    return raw[reliability.VOTE_COLUMNS]
+
+
+def _project_resolutions(project: Project, method: str, judges: bool) -> dict[int, Resolution]:
+    votes = votes_load(project=project, judges=judges)
+    gold = None
+    if method == "gold_weighted":
+        gold = dict(
+            Item.objects.filter(project=project, gold__isnull=False).values_list("pk", "gold")
+        )
+    scale = len(project.schema.strength_scale) if project.task_type == TaskType.PAIRWISE else 0
+    rows = PROJECT_METHODS[method](votes, judges=judges, scale=scale, gold=gold)
+    return {
+        item_id: Resolution(
+            choice=_hashable(row["choice"]),
+            agreement=row["agreement"],
+            margin=row["margin"],
+            strength=row["strength"],
+            confidence=row["confidence"],
+            decided_by=row["decided_by"],
+            margins=row["margins"],
+        )
+        for item_id, row in rows.items()
+    }
 
 
 def _chunk_rows(
@@ -304,8 +427,7 @@ def _chunk_rows(
     chunk: list[int],
     *,
     named: bool,
-    ctx: Context,
-    resolve: Method,
+    decide: Callable[[int, Sequence[Label]], Resolution | None],
     method: str,
     now: datetime,
 ) -> tuple[list[tuple], int]:
@@ -325,7 +447,7 @@ def _chunk_rows(
     changed: list[tuple] = []
     resolved = 0
     for item_id in chunk:
-        row = _preference_row(labels.get(item_id, ()), ctx, resolve, method)
+        row = _preference_row(item_id, labels.get(item_id, ()), decide, method)
         resolved += row["choice"] is not None
         old = before.get(item_id)
         values = tuple(row[f] for f in _FIELDS)
@@ -342,13 +464,17 @@ def _chunk_rows(
 
 
 def _preference_row(
-    labels: Sequence[Label], ctx: Context, resolve: Method, method: str
+    item_id: int,
+    labels: Sequence[Label],
+    decide: Callable[[int, Sequence[Label]], Resolution | None],
+    method: str,
 ) -> dict[str, Any]:
     n_human = sum(1 for label in labels if label.source == Annotation.Source.HUMAN)
     n_judge = len(labels) - n_human
-    found = resolve(labels, ctx) if labels else None
+    found = decide(item_id, labels)
     return {
         "choice": _unhashable(found.choice) if found else None,
+        "margins": found.margins if found else None,
         "strength": found.strength if found else None,
         "margin": found.margin if found else None,
         "provenance": provenance_of(n_human, n_judge),
@@ -381,7 +507,7 @@ def _upsert(rows: list[tuple]) -> None:
         return
     table = connection.ops.quote_name(Preference._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
-    choice_at = _COLUMNS.index("choice")
+    json_at = (_COLUMNS.index("choice"), _COLUMNS.index("margins"))
     with connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} "
@@ -389,10 +515,12 @@ def _upsert(rows: list[tuple]) -> None:
         )
         with cursor.cursor.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
             for row in rows:
-                choice = row[choice_at]
-                if choice is not None:
-                    row = (*row[:choice_at], orjson.dumps(choice).decode(), *row[choice_at + 1 :])
-                copy.write_row(row)
+                copy.write_row(
+                    tuple(
+                        orjson.dumps(v).decode() if i in json_at and v is not None else v
+                        for i, v in enumerate(row)
+                    )
+                )
         updates = ", ".join(
             f"{connection.ops.quote_name(c)} = EXCLUDED.{connection.ops.quote_name(c)}"
             for c in _COLUMNS[2:]

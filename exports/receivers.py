@@ -1,4 +1,5 @@
-"""Receivers of annotation's signals: new labels -> recompute the items' preferences.
+"""Receivers of annotation's signals: new labels -> recompute the items' preferences (with
+the project's method; project-level methods debounced, see ``exports.aggregation``).
 
 Connected in ``ExportsConfig.ready``; annotation never imports exports (DESIGN.md). The signal
 is sent after the labels commit, so the task sees them.
@@ -13,10 +14,10 @@ logger = logging.getLogger(__name__)
 
 
 def on_labels_added(sender: Any, *, project_id: int, item_ids: list[int] | None, **_: Any) -> None:
-    from .tasks import preferences_recompute_task
+    from .aggregation import preferences_schedule
 
     try:
-        preferences_recompute_task.delay(project_id, item_ids)
+        preferences_schedule(project_id=project_id, item_ids=item_ids)
     except BrokerError as exc:
         # The labels are committed; only the derived preferences wait. They are recomputed by
         # the next labels of the project or by `preferences_recompute`.

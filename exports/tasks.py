@@ -49,6 +49,39 @@ def preferences_recompute_task(
     return preferences_recompute(project=project, item_ids=item_ids).to_dict()
 
 
+class _AggregationTask(Task):
+    """A recompute that fails for good leaves the project's aggregation failed, with why."""
+
+    abstract = True
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        from .aggregation import aggregation_fail
+
+        project_id = kwargs.get("project_id", args[0] if args else None)
+        logger.error(
+            "aggregation of project %s failed: %s: %s", project_id, type(exc).__name__, exc
+        )
+        if project_id is not None:
+            aggregation_fail(project_id=project_id, reason=f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(
+    bind=True,
+    base=_AggregationTask,
+    name="exports.tasks.preferences_aggregate_task",
+    autoretry_for=(OperationalError,),
+    max_retries=3,
+    retry_backoff=True,
+)
+def preferences_aggregate_task(self, project_id: int) -> dict[str, int] | None:
+    """Recompute every preference of the project with its method (``exports.aggregation``).
+    Idempotent; a duplicate of a request another task took does nothing."""
+    from .aggregation import aggregation_run
+
+    result = aggregation_run(project_id=project_id)
+    return result.to_dict() if result else None
+
+
 class _SnapshotTask(Task):
     """A snapshot build that fails for good ends the snapshot failed, with the reason."""
 

@@ -9,6 +9,11 @@ api_urlpatterns = [
         name="project-preferences",
     ),
     path(
+        "projects/<int:project_id>/preferences/recompute/",
+        api.PreferenceRecomputeView.as_view(),
+        name="project-preferences-recompute",
+    ),
+    path(
         "projects/<int:project_id>/snapshots/",
         api.SnapshotListView.as_view(),
         name="project-snapshots",
@@ -36,6 +41,11 @@ api_urlpatterns = [
 ]
 
 page_urlpatterns = [
+    path(
+        "projects/<int:project_id>/aggregation/",
+        views.aggregation_panel,
+        name="aggregation-panel",
+    ),
     path("projects/<int:project_id>/snapshots/", views.snapshot_page, name="snapshots-page"),
     path(
         "projects/<int:project_id>/snapshots/preview/",

@@ -1,5 +1,6 @@
 """HTML pages of exports: a project's snapshots (Download buttons, progress polled by htmx) and
-the "new snapshot" form with its live row-count preview. Managers only (others: 403/404)."""
+the "new snapshot" form with its live row-count preview; the quality page's aggregation card.
+Managers only (others: 403/404)."""
 
 from typing import Any
 
@@ -11,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from annotation.selectors import project_get_for_user
 from tandem.errors import InvalidInput
 
-from . import snapshots
+from . import aggregation, snapshots
 from .api import snapshot_file_response
 from .builder import STYLES, export_preview, export_spec
 from .formats import FORMATS, PAIR_MODES
@@ -135,3 +136,18 @@ def snapshot_download(request: HttpRequest, project_id: int, snapshot_id: int, p
     project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
     snapshot = snapshots.snapshot_get(project=project, snapshot_id=snapshot_id)
     return snapshot_file_response(snapshot, path)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def aggregation_panel(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The quality page's aggregation card (htmx): the method, a Recompute form, the progress
+    of the latest recompute (polled while it runs). POST sets the method and recomputes."""
+    project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
+    if request.method == "POST":
+        judges = {"true": True, "false": False}.get(request.POST.get("include_judges", ""))
+        aggregation.aggregation_recompute(
+            project=project, method=request.POST.get("method"), include_judges=judges
+        )
+    context = {"project": project, "a": aggregation.aggregation_state(project=project)}
+    return render(request, "exports/aggregation.html#panel", context)

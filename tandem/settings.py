@@ -353,3 +353,21 @@ LOGGING = {
         "httpx2": {"level": "WARNING"},
     },
 }
+
+# Label quality (annotation/quality.py, QualitySettings): the sample below which a figure is "too
+# few", and the thresholds that flag annotators and judges. TANDEM_QUALITY_MIN_ITEMS=50 etc.
+TANDEM_QUALITY = {
+    name: float(os.environ[f"TANDEM_QUALITY_{name.upper()}"])
+    if "flag" in name or name == "confidence"
+    else int(os.environ[f"TANDEM_QUALITY_{name.upper()}"])
+    for name in (
+        "min_items",
+        "min_pair_items",
+        "max_pairs",
+        "confidence",
+        "flag_gold_accuracy",
+        "flag_peer_agreement",
+        "flag_position_bias",
+    )
+    if f"TANDEM_QUALITY_{name.upper()}" in os.environ
+}

@@ -89,6 +89,16 @@ urlpatterns = [
         name="project-item",
     ),
     path(
+        "projects/<int:project_id>/quality/",
+        annotation_views.project_quality,
+        name="project-quality-page",
+    ),
+    path(
+        "projects/<int:project_id>/quality/<str:table>.csv",
+        annotation_views.project_quality_csv,
+        name="project-quality-csv",
+    ),
+    path(
         "projects/<int:project_id>/import-jobs/<int:job_id>/",
         annotation_views.import_job_detail,
         name="project-import-job",
