@@ -127,6 +127,8 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+# Where snapshot files live (exports app): one folder per snapshot, removed with it.
+EXPORTS_ROOT = Path(os.environ.get("EXPORTS_ROOT", VAR_DIR / "exports"))
 MEDIA_URL = "media/"
 # Bulk imports arrive as uploads; keep big ones on disk rather than in memory.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024

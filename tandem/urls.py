@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from annotation import api as annotation_api
 from annotation import views as annotation_views
 from annotation import workspace, workspace_api
+from exports import urls as exports_urls
 from routing import urls as routing_urls
 from routing.judges import api as judge_api
 from routing.judges import views as judge_views
@@ -29,6 +30,7 @@ api_urls = [
         "assignments/<int:assignment_id>/skip/", workspace_api.SkipView.as_view(), name="task-skip"
     ),
     *routing_urls.api_urlpatterns,
+    *exports_urls.api_urlpatterns,
     path("", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
@@ -60,6 +62,7 @@ urlpatterns = [
         name="project-import-job",
     ),
     *routing_urls.page_urlpatterns,
+    *exports_urls.page_urlpatterns,
     path(
         "projects/<int:project_id>/judge-runs/",
         judge_views.judge_run_list,

@@ -1,0 +1,19 @@
+from django.contrib import admin
+
+from .models import Preference
+
+
+@admin.register(Preference)
+class PreferenceAdmin(admin.ModelAdmin):
+    """Derived data (``preferences_recompute`` rebuilds it): read-only here."""
+
+    list_display = ["item", "project", "choice", "provenance", "agreement", "n_human", "n_judge"]
+    list_filter = ["provenance", "method"]
+    raw_id_fields = ["item", "project"]
+    list_select_related = ["item", "project"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
