@@ -75,8 +75,10 @@ class ExportFilters:
         metadata = data.get("metadata") or {}
         if isinstance(metadata, str):
             metadata = dict(p.split("=", 1) for p in metadata.split(",") if "=" in p)
-        if not isinstance(metadata, dict) or not all(_KEY.match(str(k)) for k in metadata):
-            errors["metadata"] = "key=value pairs; keys of letters, digits, _ and -"
+        if not isinstance(metadata, dict) or not all(
+            _KEY.match(str(k)) and "__" not in str(k) for k in metadata
+        ):
+            errors["metadata"] = "key=value pairs; keys of letters, digits, _ and - (no __)"
         else:
             out["metadata"] = {str(k): str(v) for k, v in sorted(metadata.items())}
         gold = data.get("gold")
