@@ -200,7 +200,10 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
     "routing-models-refresh": {"task": "routing.tasks.router_models_refresh", "schedule": 300.0},
     # Training jobs whose worker died (no heartbeat) end failed, "worker lost".
-    "training-jobs-fail-stale": {"task": "exports.tasks.stale_training_jobs_fail", "schedule": 60.0},
+    "training-jobs-fail-stale": {
+        "task": "exports.tasks.stale_training_jobs_fail",
+        "schedule": 60.0,
+    },
 }
 CELERY_TASK_ROUTES = {
     "routing.tasks.judge_*": {"queue": "judge"},

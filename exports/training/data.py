@@ -81,7 +81,8 @@ def snapshot_read(folder: Path, kind: str) -> SnapshotData:
     manifest = manifest_read(folder)
     snapshot_check(manifest, kind)
     wanted = [*columns_for(kind), *OPTIONAL_COLUMNS]
-    splits = _load_splits(folder, manifest, wanted)
+    # An empty split (a file with no rows) is as good as none.
+    splits = {n: d for n, d in _load_splits(folder, manifest, wanted).items() if len(d)}
     for name, dataset in splits.items():
         missing = [c for c in columns_for(kind) if c not in dataset.column_names]
         if missing:
@@ -98,19 +99,7 @@ def _load_splits(folder: Path, manifest: dict[str, Any], wanted: list[str]) -> d
     file_format = manifest.get("file_format") or _guess_file_format(folder)
     names = list(manifest.get("splits") or manifest.get("rows") or [TRAIN, TEST])
     if file_format == "hf":
-        from datasets import load_from_disk
-
-        try:
-            dataset_dict = load_from_disk(str(folder))
-        except (FileNotFoundError, ValueError) as exc:
-            raise SnapshotError(f"cannot read the Hugging Face folder: {exc}") from None
-        return {
-            name: dataset_dict[name].select_columns(
-                [c for c in wanted if c in dataset_dict[name].column_names]
-            )
-            for name in names
-            if name in dataset_dict
-        }
+        return {n: d for n in names if (d := _read_hf_split(folder / n, wanted)) is not None}
     readers = {"jsonl": _read_jsonl, "parquet": _read_parquet, "csv": _read_csv}
     if file_format not in readers:
         raise SnapshotError(f"unknown file format {file_format!r}")
@@ -120,6 +109,22 @@ def _load_splits(folder: Path, manifest: dict[str, Any], wanted: list[str]) -> d
         if path.is_file():
             out[name] = readers[file_format](path, wanted)
     return out
+
+
+def _read_hf_split(path: Path, wanted: list[str]) -> Dataset | None:
+    """One split of a ``save_to_disk`` folder. Read split by split: ``datasets`` cannot load a
+    split saved with no rows (0 shards), which is as good as no split here."""
+    from datasets import Dataset
+
+    if not (path / "state.json").is_file():
+        return None
+    try:
+        dataset = Dataset.load_from_disk(str(path))
+    except IndexError:  # an empty split: no shards to concatenate
+        return None
+    except (FileNotFoundError, ValueError) as exc:
+        raise SnapshotError(f"cannot read the Hugging Face folder {path.name}: {exc}") from None
+    return dataset.select_columns([c for c in wanted if c in dataset.column_names])
 
 
 def _guess_file_format(folder: Path) -> str:

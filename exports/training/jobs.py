@@ -90,8 +90,10 @@ def training_job_create(
     kind: str,
     base_model: str | None = None,
     hyperparameters: dict[str, Any] | None = None,
+    enqueue: bool = True,
 ) -> TrainingJob:
-    """Check and queue a job on the ``gpu`` queue (after commit, so the worker finds it)."""
+    """Check and queue a job on the ``gpu`` queue (after commit, so the worker finds it);
+    ``enqueue=False`` leaves it queued for the caller to run (``manage.py train``)."""
     if kind not in KIND_FORMATS:
         raise InvalidInput(
             f"unknown kind {kind!r}; choose one of {', '.join(KIND_FORMATS)}",
@@ -129,9 +131,10 @@ def training_job_create(
         base_model=base_model,
         hyperparameters=checked,
     )
-    from .tasks import training_job_run  # tasks import this module
+    if enqueue:
+        from .tasks import training_job_run  # tasks import this module
 
-    transaction.on_commit(lambda: training_job_run.delay(job.pk))
+        transaction.on_commit(lambda: training_job_run.delay(job.pk))
     return job
 
 
@@ -267,10 +270,13 @@ def training_job_execute(*, job_id: int) -> TrainingJob | None:
         shutil.rmtree(out_dir, ignore_errors=True)
         return training_job_fail(job_id=job_id, reason=str(exc))
     except BaseException as exc:
-        # The task's on_failure records the reason; the log keeps how far it got.
-        reporter.log(f"failed: {type(exc).__name__}: {exc}")
+        # A bug or the machine (out of memory, ...): end failed with the reason, then let the
+        # task see the error too. The log keeps how far it got.
+        reason = f"{type(exc).__name__}: {exc}"
+        reporter.log(f"failed: {reason}")
         reporter.flush(force=True)
         shutil.rmtree(out_dir, ignore_errors=True)
+        training_job_fail(job_id=job_id, reason=reason)
         raise
     reporter.flush(force=True)
     if result.cancelled:

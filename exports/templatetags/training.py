@@ -1,0 +1,24 @@
+"""``{% load training %}``: what the Train form beside a snapshot offers."""
+
+from django import template
+from django.conf import settings
+
+from exports.training.data import KIND_FORMATS
+from exports.training.models import TrainingJob
+
+register = template.Library()
+
+
+@register.filter
+def training_kinds(snapshot_format: str) -> list[tuple[str, str]]:
+    """(kind, label) of the jobs that train on a snapshot of this format."""
+    return [
+        (value, label)
+        for value, label in TrainingJob.Kind.choices
+        if snapshot_format in KIND_FORMATS[value]
+    ]
+
+
+@register.simple_tag
+def training_base_model_default() -> str:
+    return settings.TRAINING_BASE_MODEL
