@@ -171,6 +171,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TrainingJobKindEnum": "exports.training.models.TrainingJob.Kind",
+        "TrainingJobStatusEnum": "exports.training.models.TrainingJob.Status",
+    },
 }
 
 # The cache carries short-lived shared state such as import progress: Redis in production and

@@ -620,3 +620,21 @@ def test_manage_py_train_runs_a_job_in_the_foreground(project, roots, base_model
         call_command("train", project.slug, "--snapshot", str(snapshot.pk), "--kind", "kto")
     with pytest.raises(CommandError, match="has no snapshot"):
         call_command("train", project.slug, "--snapshot", "999999", "--kind", "reward")
+
+
+def test_the_web_app_starts_without_importing_the_training_libraries():
+    """The training libraries are the ``train`` extra: only a job imports them."""
+    code = (
+        "import sys, django; django.setup(); import tandem.urls, exports.tasks;"
+        " from django.core.management import call_command; call_command('check');"
+        " print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=django_settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
