@@ -210,8 +210,12 @@ def training_run(
     hyperparameters: dict[str, Any] | None,
     output_dir: Path,
     hooks: TrainingHooks | None = None,
+    eval_dir: Path | None = None,
 ) -> TrainingResult:
     """Train and evaluate; return the metrics (also written to ``output_dir/metrics.json``).
+
+    The evaluation is on the snapshot's test split, or on ``eval_dir``'s (another snapshot of
+    the same prompts: a model trained on judge labels, measured against people's).
 
     Raises TrainingError (bad base model, bad snapshot, libraries missing) or
     HyperparameterError before any training starts; a cancelled run returns ``cancelled=True``
@@ -265,7 +269,13 @@ def training_run(
         return TrainingResult(cancelled=True, metrics=metrics, curve=curve)
 
     hooks.log("training done; evaluating on the test split")
-    evaluation = _evaluate(kind, trainer, data, hooks)
+    held_out = data
+    if eval_dir is not None:
+        try:
+            held_out = snapshot_read(Path(eval_dir), kind)
+        except SnapshotError as exc:
+            raise TrainingError(f"evaluation snapshot: {exc}") from None
+    evaluation = _evaluate(kind, trainer, held_out, hooks)
     metrics = {
         "kind": kind,
         "format": data.format,
