@@ -29,7 +29,8 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Q, TextField
+from django.db.models.functions import Cast
 
 from annotation.models import Annotation, Candidate, Item, Project
 from routing.models import RoutingPolicy
@@ -123,32 +124,72 @@ _PREFERENCE_FIELDS = (
     "decided_by",
     "confidence",
 )
-_ITEM_FIELDS = ("id", "external_id", "prompt", "messages", "metadata", "gold")
+_ITEM_FIELDS = ("id", "external_id", "prompt")
+_JSON_ITEM_FIELDS = ("messages", "metadata", "gold")
+
+
+def _as_text(name: str) -> Cast:
+    """A JSON column read as its text: decoded here by orjson, several times faster than the
+    JSON field's own decoding (which dominated the export's time)."""
+    return Cast(name, output_field=TextField())
+
+
+def _loads(text: str | None) -> Any:
+    if text is None:
+        return None
+    if text == "{}":
+        return {}
+    return orjson.loads(text)
 
 
 def _chunks(items, size: int) -> Iterator[list[dict[str, Any]]]:
     """The items in id order, ``size`` at a time, by keyset (``id > last``)."""
     last = 0
-    columns = [*_ITEM_FIELDS, *(f"preference__{f}" for f in _PREFERENCE_FIELDS)]
+    text_columns = {f"_{name}": _as_text(name) for name in _JSON_ITEM_FIELDS}
+    text_columns["_choice"] = _as_text("preference__choice")
+    columns = [
+        *_ITEM_FIELDS,
+        *text_columns,
+        *(f"preference__{f}" for f in _PREFERENCE_FIELDS if f != "choice"),
+    ]
+    items = items.annotate(**text_columns)
     while True:
         chunk = list(items.filter(pk__gt=last).order_by("pk").values(*columns)[:size])
         if not chunk:
             return
+        for row in chunk:
+            for name in _JSON_ITEM_FIELDS:
+                row[name] = _loads(row.pop(f"_{name}"))
+            row["preference__choice"] = _loads(row.pop("_choice"))
         yield chunk
         last = chunk[-1]["id"]
 
 
+def _of_items(ids: list[int]) -> Q:
+    """``item_id`` among ``ids`` (sorted): a range when they are dense (the usual case: an
+    import's items have consecutive ids), which PostgreSQL plans and psycopg binds far faster
+    than 2,000 parameters; the caller drops rows of other items."""
+    if ids[-1] - ids[0] < 2 * len(ids):
+        return Q(item_id__gte=ids[0], item_id__lte=ids[-1])
+    return Q(item_id__in=ids)
+
+
 def _candidates(ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    wanted = set(ids)
     rows = (
-        Candidate.objects.filter(item_id__in=ids)
+        Candidate.objects.filter(_of_items(ids))
+        .annotate(_metadata=_as_text("metadata"))
         .order_by("item_id", "position")
-        .values_list("item_id", "text", "model", "metadata")
+        .values_list("item_id", "text", "model", "_metadata")
     )
     for item_id, text, model, meta in rows:
+        if item_id not in wanted:
+            continue
         candidate: dict[str, Any] = {"text": text}
         if model:
             candidate["model"] = model
+        meta = _loads(meta)
         if meta:
             candidate["metadata"] = meta
         out[item_id].append(candidate)
@@ -175,8 +216,10 @@ _LABEL_KNOWN = (
 def _labels(ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     """Current labels in the row format (DESIGN.md), oldest first."""
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    wanted = set(ids)
     rows = (
-        Annotation.objects.filter(item_id__in=ids, superseded_by__isnull=True)
+        Annotation.objects.filter(_of_items(ids), superseded_by__isnull=True)
+        .annotate(_payload=_as_text("payload"), _metadata=_as_text("metadata"))
         .order_by("item_id", "id")
         .values_list(
             "item_id",
@@ -185,14 +228,16 @@ def _labels(ids: list[int]) -> dict[int, list[dict[str, Any]]]:
             "external_annotator",
             "judge",
             "order",
-            "payload",
+            "_payload",
             "confidence",
             "time_spent_ms",
             "raw_output",
-            "metadata",
+            "_metadata",
         )
     )
     for item_id, source, username, external, judge, order, payload, conf, spent, raw, meta in rows:
+        if item_id not in wanted:
+            continue
         label: dict[str, Any] = {"source": source}
         if source == Annotation.Source.JUDGE:
             label["judge"] = judge
@@ -200,14 +245,14 @@ def _labels(ids: list[int]) -> dict[int, list[dict[str, Any]]]:
             label["annotator"] = username or external
         if order:
             label["order"] = order
-        label.update(payload or {})
+        label.update(_loads(payload) or {})
         if conf is not None:
             label["confidence"] = conf
         if spent is not None:
             label["time_spent_ms"] = spent
         if raw:
             label["raw_output"] = raw
-        for key, value in (meta or {}).items():
+        for key, value in (_loads(meta) or {}).items():
             if key not in _LABEL_KNOWN:
                 label.setdefault(key, value)
         out[item_id].append(label)

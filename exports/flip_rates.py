@@ -1,8 +1,8 @@
 """How often each source's label is wrong (flipped), estimated on items labelled by both.
 
 A trainer can set a robust loss from it (DPO's label smoothing, a noise-aware reward loss).
-Only decisive pairwise answers (A/B) count. The estimate assumes each source errs
-independently of the others and symmetrically:
+Only binary answers count: pairwise A/B (ties and "both bad" aside), thumbs up/down. The
+estimate assumes each source errs independently of the others and symmetrically:
 
 - **annotator**: ``p`` from the agreement ``a`` of pairs of human labels on the same item,
   ``a = (1 - p)^2 + p^2``, so ``p = (1 - sqrt(2a - 1)) / 2``;
@@ -28,7 +28,8 @@ from annotation.models import Annotation, Item, Project
 
 from .preferences import Label, labels_load
 
-DECISIVE = ("A", "B")
+# The two answers that can flip into each other, per task type.
+DECISIVE = {"pairwise": ("A", "B"), "thumbs": ("up", "down")}
 CHUNK = 20_000
 
 
@@ -48,9 +49,10 @@ def _judge_verdict(labels: list[Label]) -> str | None:
 
 
 def flip_rates_estimate(*, project: Project, items: QuerySet[Item]) -> dict[str, Any]:
-    """Flip-rate estimates over ``items`` (an export's filtered items) of a pairwise project."""
-    if project.task_type != "pairwise":
-        return {"note": "estimated for pairwise projects only"}
+    """Flip-rate estimates over ``items`` (an export's filtered items)."""
+    decisive = DECISIVE.get(project.task_type)
+    if decisive is None:
+        return {"note": "estimated for pairwise and thumbs projects (binary answers) only"}
     current = Annotation.objects.filter(item=OuterRef("pk"), superseded_by__isnull=True)
     both = (
         items.filter(Exists(current.filter(source="human")), Exists(current.filter(source="judge")))
@@ -64,7 +66,7 @@ def flip_rates_estimate(*, project: Project, items: QuerySet[Item]) -> dict[str,
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         for labels in labels_load(project=project, item_ids=chunk).values():
-            votes = [lb.verdict for lb in labels if lb.source == "human" and lb.verdict in DECISIVE]
+            votes = [lb.verdict for lb in labels if lb.source == "human" and lb.verdict in decisive]
             counts = Counter(votes)
             n = len(votes)
             pair_total += n * (n - 1) // 2
@@ -79,7 +81,7 @@ def flip_rates_estimate(*, project: Project, items: QuerySet[Item]) -> dict[str,
                     by_judge[label.judge].append(label)
             for name, own in by_judge.items():
                 verdict = _judge_verdict(own)
-                if verdict in DECISIVE:
+                if verdict in decisive:
                     judged[name].append((len(majorities) - 1, verdict))
     return _estimates(pair_agree, pair_total, majorities, judged)
 

@@ -315,3 +315,15 @@ def test_missing_preferences_are_computed_before_the_export(project, tmp_path):
     item = labelled(project, humans=["B"])  # overlap 1, no preference row yet
     _, manifest = export(project, tmp_path, format="preference")
     assert manifest["rows_total"] == 1 and item.preference.choice == "B"
+
+
+def test_flip_rates_of_thumbs_and_none_for_rankings(thumbs, listwise, tmp_path):
+    from exports.flip_rates import flip_rates_estimate
+    from tests.factories import AnnotationFactory
+
+    item = thumbs.items.first()
+    AnnotationFactory(item=item, external_annotator="h2", payload={"thumb": "up"})
+    AnnotationFactory(item=item, source="judge", judge="j", payload={"thumb": "down"})
+    rates = flip_rates_estimate(project=thumbs, items=thumbs.items.all())
+    assert rates["human_majority"]["items"] == 1 and rates["judges"]["j"]["items"] == 1
+    assert "note" in flip_rates_estimate(project=listwise, items=listwise.items.all())

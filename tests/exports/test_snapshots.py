@@ -354,3 +354,10 @@ def test_cli_refuses_bad_input(project, tmp_path):
             str(tmp_path),
             "--no-progress",
         )
+
+
+def test_admin_lists_snapshots_and_preferences(client, admin_user, project, pairwise):
+    built(project)
+    client.force_login(admin_user)
+    assert client.get("/admin/exports/snapshot/").status_code == 200
+    assert client.get("/admin/exports/preference/").status_code == 200
