@@ -302,9 +302,8 @@ def _round(value: Any) -> Any:
 
 def _load_models(kind: str, path: Path, gguf_file: str | None, hp: dict[str, Any]):
     """The model to train, the frozen reference (DPO/KTO without LoRA), and the tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-
     import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     # Weights in float32 whatever the checkpoint holds; ``bf16`` trains in mixed precision.
     kwargs: dict[str, Any] = {"dtype": torch.float32}

@@ -526,7 +526,7 @@ def test_the_list_is_filtered_and_its_queries_do_not_grow(
 
 
 def test_the_job_page_shows_the_log_and_the_curve_and_polls_while_it_runs(
-    client, manager, done_snapshot
+    client, manager, done_snapshot, django_assert_max_num_queries
 ):
     job = jobs.training_job_create(
         snapshot=done_snapshot, user=None, kind="reward", base_model="/m", enqueue=False
@@ -547,7 +547,8 @@ def test_the_job_page_shows_the_log_and_the_curve_and_polls_while_it_runs(
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>x" not in html
     partial = client.get(url, headers={"HX-Request": "true"}).content.decode()
     assert partial.lstrip().startswith('<section id="progress"') and "<html" not in partial
-    listing = client.get(f"/projects/{done_snapshot.project_id}/training-jobs/")
+    with django_assert_max_num_queries(6):
+        listing = client.get(f"/projects/{done_snapshot.project_id}/training-jobs/")
     assert listing.status_code == 200 and f"#{job.pk}" in listing.content.decode()
     cancel = client.post(f"{url}cancel/")
     assert cancel.status_code == 302
@@ -590,6 +591,13 @@ def test_the_train_button_beside_a_snapshot_queues_a_job(
     job = TrainingJob.objects.get()
     assert response.status_code == 302 and response.url.endswith(f"/training-jobs/{job.pk}/")
     assert job.hyperparameters["epochs"] == 2.0 and job.hyperparameters["lora"] is True
+    # Once trained, the snapshot's row shows the job's test accuracy, people's and judges'.
+    jobs.training_job_transition(job_id=job.pk, to="running")
+    evaluation = {"all": {"rows": 4, "accuracy": 0.75}, "human": {"rows": 2, "accuracy": 1.0}}
+    jobs.training_job_transition(job_id=job.pk, to="succeeded", metrics={"evaluation": evaluation})
+    page = client.get(f"/projects/{pid}/snapshots/").content.decode()
+    assert f"job #{job.pk}</a> (Reward model), test accuracy" in page
+    assert "0.750" in page and "(people 1.000)" in page
     bad = client.post(
         f"/projects/{pid}/snapshots/{done_snapshot.pk}/train/", {"kind": "reward", "epochs": "x"}
     )
