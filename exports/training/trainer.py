@@ -320,6 +320,12 @@ def _load_models(kind: str, path: Path, gguf_file: str | None, hp: dict[str, Any
             ref_model = None if hp["lora"] else AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise TrainingError(f"cannot load the base model from {path}: {exc}") from None
+    if gguf_file:
+        # The GGUF weights were dequantised to float32 on load: train them as a plain model
+        # (transformers still flags it as quantised, and its Trainer refuses those).
+        for m in (model, ref_model):
+            if m is not None:
+                _unflag_quantized(m)
     # Encoders (BERT) have no end-of-sequence token: their separator ends a sequence.
     if tokenizer.eos_token is None and tokenizer.sep_token is not None:
         tokenizer.eos_token = tokenizer.sep_token
@@ -329,6 +335,13 @@ def _load_models(kind: str, path: Path, gguf_file: str | None, hp: dict[str, Any
         if m is not None:
             m.config.pad_token_id = tokenizer.pad_token_id
     return model, ref_model, tokenizer
+
+
+def _unflag_quantized(model) -> None:
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
 
 
 def _max_length(model, hp: dict[str, Any]) -> int:
