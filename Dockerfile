@@ -6,8 +6,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
 WORKDIR /app
 
 # Editable, so that BASE_DIR (templates, static, fixtures) is /app, not site-packages.
+# EXTRAS="[train]" builds the training worker's image (torch, transformers, TRL: several GB).
+ARG EXTRAS=""
 COPY . .
-RUN pip install -e .
+RUN pip install -e ".${EXTRAS}"
 RUN SECRET_KEY=build-only python manage.py collectstatic --no-input -v 0 \
     && useradd --system --home /app tandem && mkdir -p /var/lib/tandem \
     && chown -R tandem /var/lib/tandem

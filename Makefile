@@ -10,7 +10,7 @@ export REDIS_URL_TEST ?= redis://127.0.0.1:6379/15
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $$(scripts/find-python) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,train]'
 	touch $@
 
 install: $(VENV)/.installed

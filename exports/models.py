@@ -176,3 +176,7 @@ class Snapshot(models.Model):
 
     def __str__(self) -> str:
         return f"snapshot {self.pk} of {self.project_id} ({self.format}/{self.file_format})"
+
+
+# Training jobs live in their own room (exports/training/); Django finds them here.
+from exports.training.models import TrainingJob  # noqa: E402, F401

@@ -112,3 +112,7 @@ def snapshot_build_task(self, snapshot_id: int) -> str | None:
 
     snapshot = snapshot_build(snapshot_id=snapshot_id)
     return snapshot.status if snapshot else None
+
+
+# Training jobs' tasks live in their room; importing them here registers them with the worker.
+from exports.training.tasks import stale_training_jobs_fail, training_job_run  # noqa: E402, F401

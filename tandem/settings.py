@@ -175,6 +175,12 @@ WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 # Where snapshot files live (exports app): one folder per snapshot, removed with it.
 EXPORTS_ROOT = Path(os.environ.get("EXPORTS_ROOT", VAR_DIR / "exports"))
+# Training jobs' artifacts (exports/training/): one folder per job (model, metrics, manifest).
+TRAINING_ROOT = Path(os.environ.get("TRAINING_ROOT", VAR_DIR / "training"))
+# The base model a job uses when none is given: a local folder (nothing is downloaded).
+TRAINING_BASE_MODEL = os.environ.get("TRAINING_BASE_MODEL", "")
+# A running job whose worker has not beaten for this long is failed ("worker lost").
+TRAINING_HEARTBEAT_TIMEOUT = float(os.environ.get("TRAINING_HEARTBEAT_TIMEOUT", "300"))
 MEDIA_URL = "media/"
 # Bulk imports arrive as uploads; keep big ones on disk rather than in memory. A request body
 # that is not a file upload (a JSON body, form fields) is capped at DATA_UPLOAD_MAX_MEMORY_SIZE.
@@ -271,6 +277,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TrainingJobKindEnum": "exports.training.models.TrainingJob.Kind",
+        "TrainingJobStatusEnum": "exports.training.models.TrainingJob.Status",
+    },
 }
 
 # The cache carries short-lived shared state such as import progress: Redis in production and
@@ -299,6 +309,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
     "routing-models-refresh": {"task": "routing.tasks.router_models_refresh", "schedule": 300.0},
+    # Training jobs whose worker died (no heartbeat) end failed, "worker lost".
+    "training-jobs-fail-stale": {
+        "task": "exports.tasks.stale_training_jobs_fail",
+        "schedule": 60.0,
+    },
 }
 CELERY_TASK_ROUTES = {
     "routing.tasks.judge_*": {"queue": "judge"},

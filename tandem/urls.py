@@ -12,6 +12,8 @@ from annotation import api as annotation_api
 from annotation import project_pages, workspace, workspace_api
 from annotation import views as annotation_views
 from exports import urls as exports_urls
+from exports.training import api as training_api
+from exports.training import urls as training_urls
 from routing import urls as routing_urls
 from routing.judges import api as judge_api
 from routing.judges import views as judge_views
@@ -22,6 +24,7 @@ router.register("annotations", annotation_api.AnnotationViewSet, basename="annot
 router.register("import-jobs", annotation_api.ImportJobViewSet, basename="import-job")
 router.register("judges", judge_api.JudgeViewSet, basename="judge")
 router.register("judge-runs", judge_api.JudgeRunViewSet, basename="judge-run")
+router.register("training-jobs", training_api.TrainingJobViewSet, basename="training-job")
 
 api_urls = [
     path("projects/<int:project_id>/next/", workspace_api.NextTaskView.as_view(), name="task-next"),
@@ -110,6 +113,7 @@ urlpatterns = [
     ),
     *routing_urls.page_urlpatterns,
     *exports_urls.page_urlpatterns,
+    *training_urls.page_urlpatterns,
     path(
         "projects/<int:project_id>/judge-runs/",
         judge_views.judge_run_list,
