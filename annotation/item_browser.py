@@ -200,9 +200,10 @@ def _filtered(*, project: Project, filters: ItemFilters) -> QuerySet[Item]:
         items = items.filter(
             Exists(
                 Annotation.objects.filter(
+                    Q(annotator__username=filters.annotator)
+                    | Q(annotator__isnull=True, external_annotator=filters.annotator),
                     item=OuterRef("pk"),
                     source=Annotation.Source.HUMAN,
-                    annotator__username=filters.annotator,
                 )
             )
         )

@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from tandem.errors import InvalidInput
@@ -205,7 +206,7 @@ def project_quality(request: HttpRequest, project_id: int) -> HttpResponse:
     report = quality.quality_report(project=project)
     config = report.settings
     annotators = [(row, _labels_url(project, annotator=row.annotator)) for row in report.annotators]
-    judges = [(row, _labels_url(project, judge=row.judge)) for row in report.judges]
+    judges = [(row, _labels_url(project, judge="yes")) for row in report.judges]
     context = {
         "project": project,
         "report": report,
@@ -218,7 +219,8 @@ def project_quality(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def _labels_url(project, **filters: str) -> str:
-    return "/api/v1/annotations/?" + urlencode({"project": project.pk, **filters})
+    """The item browser showing a labeller's items (a page, not the JSON API)."""
+    return reverse("project-items", args=[project.pk]) + "?" + urlencode(filters)
 
 
 def _quality_charts(report: quality.QualityReport) -> dict[str, str]:

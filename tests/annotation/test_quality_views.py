@@ -68,7 +68,7 @@ def test_page_for_managers(client, worked, manager_of, small_minimum):
     assert "Krippendorff" in html and "<svg" in html and "<script" not in html.split("</head>")[1]
     # ann3 is flagged on peer agreement (0/2 with a minimum of 3 is too few: no flag) ...
     assert 'data-annotator="ann3"' in html
-    assert "/api/v1/annotations/?project=" in html and "annotator=ann1" in html
+    assert f"/projects/{worked.id}/items/?annotator=ann1" in html  # a page, not the JSON API
     assert "too few" in html  # ann1's gold accuracy rests on 2 items
 
 
