@@ -330,6 +330,27 @@ def _candidate_from_messages(turns: list[dict[str, str]], value: dict[str, Any])
     return CandidateRow(text=text, model=value.get("model") or "", metadata=meta)
 
 
+# The fields a label has in the row format (DESIGN.md); anything else in a label goes to its
+# metadata. Exports write labels with these fields, so an export re-imports as it was.
+LABEL_FIELDS = frozenset(
+    {
+        "source",
+        "annotator",
+        "judge",
+        "order",
+        "choice",
+        "strength",
+        "aspects",
+        "rationale",
+        "ranking",
+        "thumb",
+        "confidence",
+        "time_spent_ms",
+        "raw_output",
+    }
+)
+
+
 def _parse_label(raw: Any, index: int, options: RowOptions, n: int) -> LabelRow:
     where = f"labels[{index}]"
     if not isinstance(raw, dict):
@@ -366,21 +387,7 @@ def _parse_label(raw: Any, index: int, options: RowOptions, n: int) -> LabelRow:
     raw_output = raw.get("raw_output") or ""
     if not isinstance(raw_output, str):
         raise RowError(f"{where}.raw_output must be text")
-    known = {
-        "source",
-        "annotator",
-        "judge",
-        "order",
-        "choice",
-        "strength",
-        "aspects",
-        "rationale",
-        "ranking",
-        "thumb",
-        "confidence",
-        "time_spent_ms",
-        "raw_output",
-    }
+    known = LABEL_FIELDS
     return LabelRow(
         source=source,
         payload=payload,

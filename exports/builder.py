@@ -33,6 +33,7 @@ from django.db.models import Count, Q, TextField
 from django.db.models.functions import Cast
 
 from annotation.models import Annotation, Candidate, Item, Project
+from annotation.rows import LABEL_FIELDS
 from routing.models import RoutingPolicy
 
 from .filters import ExportFilters, items_filtered
@@ -196,23 +197,6 @@ def _candidates(ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     return out
 
 
-_LABEL_KNOWN = (
-    "source",
-    "annotator",
-    "judge",
-    "order",
-    "choice",
-    "strength",
-    "aspects",
-    "rationale",
-    "ranking",
-    "thumb",
-    "confidence",
-    "time_spent_ms",
-    "raw_output",
-)
-
-
 def _labels(ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     """Current labels in the row format (DESIGN.md), oldest first."""
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -253,7 +237,7 @@ def _labels(ids: list[int]) -> dict[int, list[dict[str, Any]]]:
         if raw:
             label["raw_output"] = raw
         for key, value in (_loads(meta) or {}).items():
-            if key not in _LABEL_KNOWN:
+            if key not in LABEL_FIELDS:
                 label.setdefault(key, value)
         out[item_id].append(label)
     return out
