@@ -102,6 +102,23 @@ def start(args: list[str], env: dict) -> subprocess.Popen:
     )
 
 
+def others_gone(timeout: float = 30) -> None:
+    """Wait until no other session of the test database is inside a transaction: a killed
+    client's session may still be finishing (it commits or rolls back on its own)."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND state <> 'idle'"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.2)
+    raise AssertionError("another session is still busy in the test database")
+
+
 def no_duplicates(project) -> int:
     ids = Counter(Item.objects.filter(project=project).values_list("external_id", flat=True))
     assert not [k for k, n in ids.items() if n > 1], "an item was written twice"
@@ -194,6 +211,7 @@ def test_web_server_killed_mid_import_writes_all_or_nothing(quick_staleness):
     time.sleep(1.5)  # the request is in the server, importing
     kill_when(server, lambda: True)
     client.join(30)
+    others_gone()  # the killed server's database session ends (commit or roll back) first
     written = no_duplicates(project)
     assert written in (0, n), f"a killed import left {written} of {n} items"
 

@@ -171,6 +171,11 @@ def test_a_campaign_from_the_browser(page, live_server, tmp_path, eager, shot, s
     first = Annotation.objects.get(project=project)
     page.keyboard.press("u")
     page.wait_for_selector(f"#task[data-correcting='{first.pk}']")
+    # Keys act once htmx has taken over the swapped-in form (else Enter submits it natively).
+    page.wait_for_function(
+        "() => { const f = document.querySelector('#task-form');"
+        " return !!(f && f['htmx-internal-data']); }"
+    )
     assert page.locator("input[name=verdict][value='L:1']").is_checked()  # answered as it was
     page.keyboard.press("3")  # tie
     page.keyboard.press("Enter")
