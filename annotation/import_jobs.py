@@ -20,7 +20,6 @@ its ``done`` transition commit together, so a job is never both cancelled and wr
 
 import logging
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,6 +30,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from tandem.errors import Conflict, InvalidInput
+from tandem.heartbeats import heartbeat_beat, heartbeat_last, heartbeat_quiet
 
 from .importer import items_import_file
 from .models import ImportJob, Project
@@ -147,22 +147,11 @@ def import_job_transition(*, job_id: int, to: str, check=None, **fields: Any) ->
 def import_job_is_stale(job: ImportJob, *, now=None) -> bool:
     """Whether a queued or running job has gone quiet: no worker picked it up, or its worker
     stopped beating, for TANDEM_JOB_STALE_SECONDS."""
-    now = now or timezone.now()
-    quiet = timedelta(seconds=settings.TANDEM_JOB_STALE_SECONDS)
     if job.status == Status.RUNNING:
-        beat = cache.get(_beat_key(job.pk))
-        last = max(filter(None, [job.started_at, _from_timestamp(beat)]))
-    elif job.status == Status.QUEUED:
-        last = job.queued_at or job.created_at
-    else:
-        return False
-    return now - last > quiet
-
-
-def _from_timestamp(value: float | None):
-    if value is None:
-        return None
-    return timezone.datetime.fromtimestamp(value, tz=timezone.UTC)
+        return heartbeat_quiet(job.started_at, heartbeat_last(_beat_key(job.pk)), now=now)
+    if job.status == Status.QUEUED:
+        return heartbeat_quiet(job.queued_at or job.created_at, now=now)
+    return False
 
 
 def _require_stale(job: ImportJob) -> None:
@@ -237,7 +226,7 @@ def import_job_execute(*, job_id: int) -> ImportJob:
 
 
 def _beat(job_id: int) -> None:
-    cache.set(_beat_key(job_id), timezone.now().timestamp(), PROGRESS_TTL)
+    heartbeat_beat(_beat_key(job_id))
 
 
 def _end(job_id: int, to: str, check=None, **fields: Any) -> ImportJob:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import shutil
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from django.utils import timezone
 from accounts.models import User
 from annotation.models import Project
 from tandem.errors import ApplicationError, Conflict, NotFound
+from tandem.heartbeats import heartbeat_beat, heartbeat_last, heartbeat_quiet
 
 from .builder import MANIFEST, ExportSpec, export_spec, export_write
 from .filters import ExportFilters
@@ -69,25 +69,18 @@ def _beat_key(snapshot_id: int) -> str:
 
 
 def _beat(snapshot_id: int) -> None:
-    cache.set(_beat_key(snapshot_id), timezone.now().timestamp(), PROGRESS_TTL)
+    heartbeat_beat(_beat_key(snapshot_id))
 
 
 def snapshot_is_stale(snapshot: Snapshot, *, now=None) -> bool:
     """Whether a queued or building snapshot has gone quiet for TANDEM_JOB_STALE_SECONDS: no
     worker took it, or its worker stopped beating (it died)."""
-    now = now or timezone.now()
-    quiet = timedelta(seconds=settings.TANDEM_JOB_STALE_SECONDS)
     if snapshot.status == S.RUNNING:
-        beat = cache.get(_beat_key(snapshot.pk))
-        stamps = [snapshot.started_at]
-        if beat is not None:
-            stamps.append(datetime.fromtimestamp(beat, tz=UTC))
-        last = max(filter(None, stamps), default=snapshot.created_at)
-    elif snapshot.status == S.QUEUED:
-        last = snapshot.created_at
-    else:
-        return False
-    return now - last > quiet
+        beat = heartbeat_last(_beat_key(snapshot.pk))
+        return heartbeat_quiet(snapshot.created_at, snapshot.started_at, beat, now=now)
+    if snapshot.status == S.QUEUED:
+        return heartbeat_quiet(snapshot.created_at, now=now)
+    return False
 
 
 def snapshot_resume(*, snapshot: Snapshot) -> Snapshot:
