@@ -13,7 +13,7 @@ class ExportsConfig(AppConfig):
 
         from .models import Snapshot
         from .receivers import on_labels_added, on_snapshot_deleted
-        from .selectors_pipeline import preference_counts
+        from .selectors import preference_counts
 
         pipeline_resolved_counts_register(preference_counts)
 

@@ -1,6 +1,6 @@
 """Reads of the exports app."""
 
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from annotation.models import Project
 
@@ -23,3 +23,25 @@ def preference_list(
     if agreement_min is not None:
         rows = rows.filter(agreement__gte=agreement_min)
     return rows.order_by("item_id")
+
+
+# The pipeline (``GET /api/v1/projects/{id}/pipeline/``) lives in routing, which must not import
+# exports: exports registers this count with routing at start-up (``apps.py``).
+def preference_counts(*, project_id: int) -> dict[str, int]:
+    """Resolved preferences by provenance (``human``, ``judge``, ``hybrid``) and ``unresolved``
+    (items with a Preference row whose choice is still open)."""
+    out = {choice: 0 for choice in Preference.Provenance.values}
+    out["unresolved"] = 0
+    rows = (
+        Preference.objects.filter(project_id=project_id)
+        .values("provenance")
+        .annotate(
+            n=Count("item_id"), resolved=Count("item_id", filter=Q(resolved_at__isnull=False))
+        )
+        .order_by()
+    )
+    for row in rows:
+        out["unresolved"] += row["n"] - row["resolved"]
+        if row["provenance"] in out:
+            out[row["provenance"]] += row["resolved"]
+    return out
