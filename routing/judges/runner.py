@@ -37,6 +37,7 @@ from annotation.schema import LabelSchema, TaskType, letters
 from routing.judges import parsing
 from routing.judges.cache import CacheEntry, cache_get_many, cache_key
 from routing.judges.engine import call_cost, dispatcher_for, estimate_tokens, prompt_sha256
+from routing.judges.lifecycle import judge_run_transition
 from routing.judges.models import Judge, JudgeItemResult, JudgeRun
 from routing.judges.network import (
     Call,
@@ -54,7 +55,6 @@ from routing.judges.providers import (
     client_for_judge,
     resolve_output_mode,
 )
-from routing.judges.signals import send_run_finished
 from routing.judges.store import RunRef, Verdict, verdicts_store
 
 logger = logging.getLogger(__name__)
@@ -386,9 +386,10 @@ class _Writer:
                     self.tally.cost += Decimal(meta["cost"])
             self.save_counters()
 
-    def save_counters(self, **extra: Any) -> None:
+    def counters(self) -> dict[str, Any]:
+        """The run's progress columns as this writer knows them."""
         self.errors = self.errors[-MAX_STORED_ERRORS:]
-        fields = {
+        return {
             "done": self.tally.done,
             "cached": self.tally.cached,
             "failed": self.failed,
@@ -396,8 +397,10 @@ class _Writer:
             "tokens_out": self.tally.tokens_out,
             "cost": self.tally.cost,
             "errors": self.errors,
-            **extra,
         }
+
+    def save_counters(self, **extra: Any) -> None:
+        fields = {**self.counters(), **extra}
         JudgeRun.objects.filter(pk=self.run.pk).update(**fields)
         for name, value in fields.items():
             setattr(self.run, name, value)
@@ -474,33 +477,21 @@ def judge_item_results_update(*, run: JudgeRun, item_ids: Iterable[int] | None =
 
 def _run_start(run_id: int) -> JudgeRun | None:
     with transaction.atomic():
-        run = JudgeRun.objects.select_for_update().get(pk=run_id)
+        run = JudgeRun.objects.select_for_update().select_related("judge").get(pk=run_id)
         if run.is_finished:
             return None
         if run.cancel_requested:
-            run.status = JudgeRun.Status.CANCELLED
-            run.stop_reason = "cancelled before it started"
-            run.finished_at = timezone.now()
-            run.save(update_fields=["status", "stop_reason", "finished_at"])
-            _announce_end(run)
+            judge_run_transition(
+                run, JudgeRun.Status.CANCELLED, reason="cancelled before it started"
+            )
             return None
-        run.status = JudgeRun.Status.RUNNING
-        run.heartbeat_at = timezone.now()
-        run.started_at = run.started_at or timezone.now()
-        run.attempts += 1
-        run.failed = 0
-        run.stop_reason = ""
-        run.finished_at = None
-        run.save(
-            update_fields=[
-                "status",
-                "heartbeat_at",
-                "started_at",
-                "attempts",
-                "failed",
-                "stop_reason",
-                "finished_at",
-            ]
+        judge_run_transition(
+            run,
+            JudgeRun.Status.RUNNING,
+            heartbeat_at=timezone.now(),
+            started_at=run.started_at or timezone.now(),
+            attempts=run.attempts + 1,
+            failed=0,
         )
     return JudgeRun.objects.select_related("judge", "project").get(pk=run_id)
 
@@ -515,20 +506,7 @@ def _run_finish(run: JudgeRun, writer: _Writer, *, status: str, reason: str) -> 
     if JudgeItemResult.objects.filter(run_id=run.pk).count() != judged:
         judge_item_results_update(run=run)  # verdicts stored by a version without the above
     writer.tally = judge_run_tally(run=run)  # authoritative after any crash or race
-    writer.save_counters(status=status, stop_reason=reason, finished_at=timezone.now())
-    _announce_end(run)
-    return run
-
-
-def _announce_end(run: JudgeRun) -> None:
-    """Tell whoever listens (the router) that the run ended, once that has committed."""
-    send_run_finished(
-        run_id=run.pk,
-        project_id=run.project_id,
-        judge=run.judge.name,
-        status=run.status,
-        automatic=run.automatic,
-    )
+    return judge_run_transition(run, status, reason=reason, **writer.counters())
 
 
 def judge_run_fail(*, run_id: int, reason: str) -> JudgeRun | None:
@@ -544,12 +522,9 @@ def judge_run_fail(*, run_id: int, reason: str) -> JudgeRun | None:
             run = JudgeRun.objects.select_for_update().select_related("judge").get(pk=run_id)
             if run.is_finished:
                 return run
-            run.status = JudgeRun.Status.INCOMPLETE
-            run.stop_reason = f"worker error: {reason}"[:1000]
-            run.finished_at = timezone.now()
-            run.save(update_fields=["status", "stop_reason", "finished_at"])
-            _announce_end(run)
-        return run
+            return judge_run_transition(
+                run, JudgeRun.Status.INCOMPLETE, reason=f"worker error: {reason}"
+            )
 
 
 LOCK_NAMESPACE = 0x7A4D  # advisory lock namespace of judge runs

@@ -7,16 +7,15 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
-from django.utils import timezone
 
 from accounts.models import User
 from annotation.models import Annotation, Item, Project
 from annotation.routes import JUDGE_TARGETS
 from routing.judges import guards
+from routing.judges.lifecycle import judge_run_transition
 from routing.judges.models import Judge, JudgeRun
 from routing.judges.prompts import template_validate
 from routing.judges.runner import judge_run_is_executing
-from routing.judges.signals import send_run_finished
 from tandem.errors import Conflict, InvalidInput
 
 JUDGE_FIELDS = (
@@ -185,25 +184,18 @@ def judge_run_create(
 @transaction.atomic
 def judge_run_cancel(*, run: JudgeRun) -> JudgeRun:
     """Ask a run to stop: calls in flight finish and are stored, no new ones start."""
-    run = JudgeRun.objects.select_for_update().get(pk=run.pk)
+    run = JudgeRun.objects.select_for_update().select_related("judge").get(pk=run.pk)
     if run.is_finished:
         raise Conflict(f"the run is already {run.status}")
-    run.cancel_requested = True
-    fields = ["cancel_requested"]
     if run.status == JudgeRun.Status.PENDING:
-        run.status = JudgeRun.Status.CANCELLED
-        run.stop_reason = "cancelled before it started"
-        run.finished_at = timezone.now()
-        fields += ["status", "stop_reason", "finished_at"]
-    run.save(update_fields=fields)
-    if run.is_finished:
-        send_run_finished(
-            run_id=run.pk,
-            project_id=run.project_id,
-            judge=run.judge.name,
-            status=run.status,
-            automatic=run.automatic,
+        return judge_run_transition(
+            run,
+            JudgeRun.Status.CANCELLED,
+            reason="cancelled before it started",
+            cancel_requested=True,
         )
+    run.cancel_requested = True
+    run.save(update_fields=["cancel_requested"])
     return run
 
 
@@ -227,11 +219,9 @@ def judge_run_resume(
             "another automatic run of this judge is open on the project; "
             "resume this one when it has ended"
         )
-    run.cancel_requested = False
-    run.status = JudgeRun.Status.PENDING
-    run.stop_reason = ""
-    run.finished_at = None
-    run.save(update_fields=["cost_cap", "cancel_requested", "status", "stop_reason", "finished_at"])
+    judge_run_transition(
+        run, JudgeRun.Status.PENDING, cost_cap=run.cost_cap, cancel_requested=False
+    )
     if enqueue:
         _enqueue(run)
     return run

@@ -125,3 +125,55 @@ def test_a_task_that_fails_ends_its_run_incomplete_with_the_reason(run, monkeypa
     assert run.status == JudgeRun.Status.INCOMPLETE
     assert run.stop_reason == "worker error: RuntimeError: disk on fire"
     assert services.judge_run_resume(run=run, enqueue=False).status == JudgeRun.Status.PENDING
+
+
+def test_every_status_change_goes_through_the_one_transition(run):
+    """The lifecycle table refuses what must never happen and announces every end once."""
+    from routing.judges import lifecycle
+    from routing.judges.signals import run_finished
+    from tandem.errors import Conflict
+
+    ends: list[str] = []
+
+    def listen(**kwargs):
+        ends.append(kwargs["status"])
+
+    run_finished.connect(listen, weak=False)
+    try:
+        done = runner.judge_run_execute(run_id=run.pk)
+        assert done.status == JudgeRun.Status.COMPLETED and done.finished_at is not None
+        assert ends == [JudgeRun.Status.COMPLETED]  # the executor's end, announced once
+        with pytest.raises(Conflict):  # a completed run is final: resuming would pay again
+            lifecycle.judge_run_transition(done, JudgeRun.Status.PENDING)
+        with pytest.raises(Conflict):
+            services.judge_run_resume(run=done, enqueue=False)
+        JudgeRun.objects.filter(pk=run.pk).update(status=JudgeRun.Status.INCOMPLETE)
+        stopped = JudgeRun.objects.select_related("judge").get(pk=run.pk)
+        reopened = lifecycle.judge_run_transition(stopped, JudgeRun.Status.PENDING)
+        assert reopened.finished_at is None and reopened.stop_reason == ""
+        assert JudgeRun.objects.get(pk=run.pk).finished_at is None
+        cancelled = services.judge_run_cancel(run=reopened)
+        assert cancelled.status == JudgeRun.Status.CANCELLED and cancelled.cancel_requested
+        assert ends == [JudgeRun.Status.COMPLETED, JudgeRun.Status.CANCELLED]
+    finally:
+        run_finished.disconnect(listen)
+
+
+def test_no_module_but_the_lifecycle_writes_a_run_status():
+    """Runner and services once each wrote statuses their own way (and one forgot to announce the
+    end): the status column is written in lifecycle.py only."""
+    import pathlib
+    import re
+
+    pattern = re.compile(
+        r"\.status\s*=\s*JudgeRun\.|\.update\(.*\bstatus=|update_fields=.*\"status\""
+    )
+    root = pathlib.Path(__file__).resolve().parents[2] / "routing" / "judges"
+    offenders = [
+        f"{path.relative_to(root)}:{number}"
+        for path in root.rglob("*.py")
+        if path.name != "lifecycle.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert offenders == []
