@@ -39,6 +39,7 @@ from routing.models import RoutingPolicy
 from .filters import ExportFilters, items_filtered
 from .flip_rates import flip_rates_estimate
 from .formats import PAIR_MODES, ExportFormat, ExportItem, FormatOptions, format_get
+from .models import Preference
 from .preferences import preferences_recompute
 from .splits import Splitter, prompt_key, splits_parse
 from .writers import ExportWriter, check_file_format, file_sha256
@@ -113,18 +114,7 @@ def export_spec(
 
 # --- reading ----------------------------------------------------------------------------------
 
-_PREFERENCE_FIELDS = (
-    "choice",
-    "strength",
-    "margin",
-    "provenance",
-    "agreement",
-    "n_human",
-    "n_judge",
-    "method",
-    "decided_by",
-    "confidence",
-)
+_PREFERENCE_FIELDS = tuple(f for f in Preference.DECIDED_FIELDS if f != "margins")
 _ITEM_FIELDS = ("id", "external_id", "prompt")
 _JSON_ITEM_FIELDS = ("messages", "metadata", "gold")
 

@@ -25,6 +25,23 @@ class Preference(models.Model):
         JUDGE = "judge", "LLM judge"
         HYBRID = "hybrid", "People and LLM judge"
 
+    #: What a resolution decides, named once: the resolver compares and writes these columns,
+    #: the API shows them and the snapshot builder reads them (all but the listwise pair
+    #: ``margins``, which no training format carries).
+    DECIDED_FIELDS = (
+        "choice",
+        "margins",
+        "strength",
+        "margin",
+        "provenance",
+        "agreement",
+        "n_human",
+        "n_judge",
+        "method",
+        "decided_by",
+        "confidence",
+    )
+
     # The item is the key: one preference per item, and keyset pages follow item ids.
     item = models.OneToOneField(
         Item, primary_key=True, on_delete=models.CASCADE, related_name="preference"

@@ -284,19 +284,7 @@ def _number(text: str | None) -> float | None:
         return None
 
 
-_FIELDS = (
-    "choice",
-    "margins",
-    "strength",
-    "margin",
-    "provenance",
-    "agreement",
-    "n_human",
-    "n_judge",
-    "method",
-    "decided_by",
-    "confidence",
-)
+_FIELDS = Preference.DECIDED_FIELDS
 
 
 @dataclass(frozen=True)
