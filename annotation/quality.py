@@ -20,8 +20,8 @@ labels (one candidate preferred) and report ties, both-bad and unparsed answers 
 """
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
@@ -30,6 +30,7 @@ from django.db import connection
 from django.db.models import Count
 
 from accounts.models import User
+from tandem.setting_groups import SettingGroup
 
 from .models import Annotation, Assignment, Candidate, Item, Project
 from .schema import TaskType
@@ -40,9 +41,11 @@ PAIRWISE_DECIDED = ("A", "B")
 
 
 @dataclass(frozen=True)
-class QualitySettings:
+class QualitySettings(SettingGroup):
     """Minimum samples and flag thresholds, overridable through ``settings.TANDEM_QUALITY``
     (``TANDEM_QUALITY_MIN_ITEMS`` and friends in the environment)."""
+
+    setting: ClassVar[str] = "TANDEM_QUALITY"
 
     # A figure computed on fewer items (or labels) than this is reported as "too few".
     min_items: int = 30
@@ -57,17 +60,6 @@ class QualitySettings:
     flag_gold_accuracy: float = 0.7
     flag_peer_agreement: float = 0.6
     flag_position_bias: float = 0.15
-
-    @classmethod
-    def load(cls) -> "QualitySettings":
-        from django.conf import settings
-
-        overrides = getattr(settings, "TANDEM_QUALITY", {}) or {}
-        known = {f.name for f in fields(cls)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise ValueError(f"TANDEM_QUALITY: unknown settings {', '.join(sorted(unknown))}")
-        return cls(**overrides)
 
 
 # --- result types ------------------------------------------------------------------------------

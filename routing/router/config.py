@@ -1,10 +1,15 @@
 """The router's thresholds in one typed object, overridable through ``settings.TANDEM_ROUTER``."""
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import ClassVar
+
+from tandem.setting_groups import SettingGroup
 
 
 @dataclass(frozen=True)
-class RouterSettings:
+class RouterSettings(SettingGroup):
+    setting: ClassVar[str] = "TANDEM_ROUTER"
+
     # A judge verdict with a confidence below this counts as uncertain.
     low_confidence: float = 0.6
     # Share of a project's items that always get both a human and a judge label.
@@ -15,14 +20,3 @@ class RouterSettings:
     min_training_items: int = 30
     # Retrain after this many new calibration items got their human label.
     retrain_every: int = 25
-
-    @classmethod
-    def load(cls) -> "RouterSettings":
-        from django.conf import settings
-
-        overrides = getattr(settings, "TANDEM_ROUTER", {}) or {}
-        known = {f.name for f in fields(cls)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise ValueError(f"TANDEM_ROUTER: unknown settings {', '.join(sorted(unknown))}")
-        return cls(**overrides)
