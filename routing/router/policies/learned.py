@@ -17,7 +17,9 @@ Model selection: grouped inner cross-validation (``INNER_FOLDS`` folds by prompt
 ``SELECTION_MAX_ROWS`` rows) measures the share of judge errors each candidate would send to people
 at the budgets ``SELECTION_BUDGETS`` (the quantity the routing buys); the simplest candidate within
 ``AS_GOOD`` of the best wins. When the data cannot show that a model beats judge uncertainty, the
-policy ranks by judge uncertainty and its decision reasons say so.
+policy ranks by judge uncertainty and its decision reasons say so; its signals' directions are
+checked on the labelled items first (``judge_uncertainty.signal_directions``), and one shown to
+point the wrong way (a weaker judge advising a stronger one) is reversed, never ranked by.
 
 Honesty: the model is *cross-fitted*. Labelled items are split into ``folds`` by a hash of their
 *group* (the normalised prompt: every copy of an item and every pair on the same prompt share
