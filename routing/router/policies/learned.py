@@ -290,7 +290,8 @@ def with_judge_uncertainty(table: pd.DataFrame) -> pd.DataFrame:
 
 class LearnedPolicy(Policy):
     name = "learned"
-    version = "2"
+    # 2: grouped cross-fit and model selection; 3: the fallback's signal directions checked.
+    version = "3"
     score_meaning = "predicted chance the judge is wrong"
     # The judge-uncertainty ranking the policy falls back to, its signals' directions checked on
     # the labelled items (judge_uncertainty.signal_directions). Class defaults: models stored
