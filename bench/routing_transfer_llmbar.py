@@ -5,14 +5,16 @@ different kind (PandaLM: ordinary instruction-following pairs, judges gpt-3.5-tu
 pandalm-7b; LLMBar: natural and adversarial instruction-following pairs, judges gpt-3.5-turbo and
 gpt-4). Judge features are named by role, so the model moves between the two judge sets: the
 primary judge (the first ``--judge``, gpt-3.5-turbo on both sides) labels, the other judge advises.
-Also the within-LLMBar cross-fitted figures, a harder variant with gpt-4 labelling LLMBar, and
-judge_uncertainty (no fitting) on each target.
+Also the within-LLMBar cross-fitted figures, a harder variant with gpt-4 labelling LLMBar (where
+the other judge's disagreement points the wrong way; also cross-fitted within LLMBar, and on a
+reversed copy of LLMBar, which must give the same figures), and judge_uncertainty (no fitting) on
+each target.
 
     .venv/bin/python bench/routing_transfer_llmbar.py [PANDALM_JSONL [LLMBAR_JSONL]]
 
 writes bench/results/routing_transfer_pandalm_to_llmbar.{json,png},
 routing_transfer_llmbar_to_pandalm.{json,png}, routing_llmbar.{json,png},
-routing_transfer_pandalm_to_llmbar_gpt4.{json,png} and the summary
+routing_transfer_pandalm_to_llmbar_gpt4.{json,png}, routing_llmbar_gpt4.{json,png} and the summary
 routing_transfer_llmbar.json, and prints the summary. bench/data/llmbar.jsonl is made by
 bench/convert_llmbar.py (see bench/data/README.md).
 """
@@ -20,6 +22,7 @@ bench/convert_llmbar.py (see bench/data/README.md).
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +48,9 @@ def judge_args(flag: str, judges: list[str]) -> list[str]:
     return [arg for judge in judges for arg in (flag, judge)]
 
 
-def simulate(name: str, target: Path, judges: list[str], train=None) -> list[dict]:
+def simulate(
+    name: str, target: Path, judges: list[str], train=None, *, plot: bool = True
+) -> list[dict]:
     out = RESULTS / f"{name}.json"
     extra = []
     if train is not None:
@@ -61,10 +66,11 @@ def simulate(name: str, target: Path, judges: list[str], train=None) -> list[dic
         BUDGETS,
         "--no-embeddings",
         "--dedupe",
+        "--seed",
+        "0",
         "--json",
         str(out),
-        "--plot",
-        str(RESULTS / f"{name}.png"),
+        *(["--plot", str(RESULTS / f"{name}.png")] if plot else []),
     )
     return json.loads(out.read_text())
 
@@ -112,8 +118,24 @@ def main() -> None:
             LLMBAR_JUDGES[::-1],
             train=(PANDALM, PANDALM_JUDGES),
         ),
+        "llmbar_gpt4_cross_fitted": simulate("routing_llmbar_gpt4", LLMBAR, LLMBAR_JUDGES[::-1]),
     }
-    summary = {}
+    # The gpt-4 transfer on a reversed copy of LLMBar: row order must not change any figure.
+    with tempfile.TemporaryDirectory() as tmp:
+        reversed_copy = Path(tmp) / "llmbar_reversed.jsonl"
+        lines = LLMBAR.read_text().splitlines()
+        reversed_copy.write_text("\n".join(lines[::-1]) + "\n")
+        backwards = simulate(
+            "routing_transfer_pandalm_to_llmbar_gpt4_reversed",
+            reversed_copy,
+            LLMBAR_JUDGES[::-1],
+            train=(PANDALM, PANDALM_JUDGES),
+            plot=False,
+        )
+    same_reversed = [run["results"] for run in backwards] == [
+        run["results"] for run in checks["pandalm_to_llmbar_gpt4_primary"]
+    ]
+    summary: dict = {}
     for name, runs in checks.items():
         rows = table(runs)
         learned = next(run for run in runs if run["policy"] == "learned")
@@ -137,6 +159,7 @@ def main() -> None:
                 r["learned"] >= r["judge_uncertainty"] - 0.005 for r in rows
             ),
         }
+    summary["pandalm_to_llmbar_gpt4_primary"]["same_reversed"] = same_reversed
     target = RESULTS / "routing_transfer_llmbar.json"
     target.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

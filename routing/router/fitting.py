@@ -71,7 +71,8 @@ def router_model_train(*, project: Project) -> RouterModel | None:
         return None
     policy = LearnedPolicy(folds=settings.folds, **_learned_params(config.params))
     # Model selection guards the fit: with a project's first calibration labels the data rarely
-    # shows that a model beats judge uncertainty, and then the policy ranks by it (and says so).
+    # shows that a model beats judge uncertainty, and then the policy ranks by it (and says so),
+    # with any signal those labels show to point the wrong way reversed (signal_directions).
     policy.fit(table, target, groups)
     metrics: dict[str, Any] = dict(policy.metrics)
     metrics["expected_agreement"] = _expected(project, config, "learned")

@@ -25,9 +25,11 @@ Semantics (docs/routing.md):
   it is fitted on those only (a training file that shares prompts with the evaluated one is
   refused), and ``calibration`` of the evaluated items (a stable hash of their prompt) form its
   calibration slice, as in the live router: their labels decide whether the transferred model
-  beats judge uncertainty here; if not, the policy ranks by judge uncertainty. As with the
+  beats judge uncertainty here; if not, the policy ranks by judge uncertainty, with the signals
+  the slice shows to point the wrong way reversed (``LearnedPolicy.adapt``). As with the
   cross-fit, the labels are taken as known without spending the budget, and the slice's items
-  are routed like the rest (their labels decide this one choice between two rankings only).
+  are routed like the rest (their labels decide these few choices between rankings only: the
+  model or not, and each of four signals' direction).
 """
 
 from collections import Counter

@@ -97,6 +97,31 @@ def test_learned_fitted_on_pandalm_beats_random_on_llmbar(rows):
         assert r["agreement"] > r["random"], r
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not PANDALM.exists(), reason="the full PandaLM file is not here")
+def test_with_gpt4_labelling_the_slice_reverses_the_weaker_judges_disagreement(rows):
+    """gpt-4 labels, gpt-3.5-turbo advises: the other judge disagreeing marks gpt-4's right
+    verdicts. The calibration slice shows it, the signal is reversed and the transferred policy
+    beats random at every budget (docs/routing.md); with the prior weights it did not at 50%."""
+    common = {"budgets": BUDGETS, "judges": JUDGES[::-1], "embeddings": False, "dedupe": True}
+    run = simulation_run(
+        rows,
+        policy="learned",
+        train_rows=rows_read(PANDALM),
+        train_judges=["gpt-3.5-turbo", "pandalm-7b"],
+        **common,
+    )
+    signals = {c["signal"]: c for c in run["model"]["calibration"]["signals"]}
+    assert signals["disagree"]["reversed"] and not signals["inconclusive"]["reversed"]
+    assert [r["agreement"] for r in run["results"]] == pytest.approx(
+        [0.814, 0.862, 0.904, 0.955], abs=0.0005
+    )
+    for r in run["results"]:
+        assert r["agreement"] > r["random"], r
+    prior = simulation_run(rows, policy="judge_uncertainty", **common)
+    assert prior["results"][-1]["agreement"] < prior["results"][-1]["random"]
+
+
 def test_the_converter_maps_orders_and_winners(tmp_path):
     import importlib.util
 

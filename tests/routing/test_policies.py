@@ -12,7 +12,13 @@ from routing.router.features import (
     prompt_groups,
 )
 from routing.router.policies import POLICIES, policy_build
-from routing.router.policies.judge_uncertainty import JudgeUncertaintyPolicy
+from routing.router.policies.judge_uncertainty import (
+    WEIGHTS,
+    JudgeUncertaintyPolicy,
+    checked_weights,
+    signal_directions,
+    uncertainty_signals,
+)
 from routing.router.policies.learned import LearnedPolicy, judge_error_target, simplest_as_good
 from tandem.errors import InvalidInput
 
@@ -304,3 +310,83 @@ def test_learned_refuses_to_score_unfitted_or_with_too_few_labels():
         LearnedPolicy(folds=5).fit(table, target)
     with pytest.raises(InvalidInput, match="folds"):
         LearnedPolicy(folds=1)
+
+
+def _disagreement_misleads(n=300, seed=0, *, wrong_way=True):
+    """Items on their own prompts, primary judge ``g`` and another judge ``p``. With
+    ``wrong_way`` the other judge is the weaker one: where it disagrees the primary judge is almost
+    always right (3%), elsewhere wrong a third of the time; otherwise the reverse. A few verdicts
+    are ties (always wrong). The target (judge wrong) per key."""
+    rng = np.random.default_rng(seed)
+    views, target = [], []
+    for i in range(n):
+        tie = rng.random() < 0.05
+        disagree = rng.random() < 0.4
+        if tie:
+            wrong = True
+        elif wrong_way:
+            wrong = rng.random() < (0.03 if disagree else 0.35)
+        else:
+            wrong = rng.random() < (0.35 if disagree else 0.03)
+        judges = [("g", "tie" if tie else "A"), ("p", "B" if disagree else "A")]
+        views.append(view(f"k{i}", judges, prompt=f"q{i}"))
+        target.append(float(wrong))
+    table = table_of(views)
+    return table, pd.Series(target, index=table.index)
+
+
+def test_a_signal_pointing_the_wrong_way_is_noticed_on_the_slice_and_not_ranked_by():
+    """Transfer: a model fitted where "the other judge disagrees" flags judge errors, applied to
+    a data set where it flags the judge being right. The calibration slice shows it (one-sided
+    Fisher test, Holm), the policy reverses that signal and says so; judge uncertainty with its
+    prior weights would send the disagreeing items (the judge's safest) to people first."""
+    source, source_target = _disagreement_misleads(seed=1, wrong_way=False)
+    target_table, target = _disagreement_misleads(seed=2)
+    policy = LearnedPolicy(folds=5, repeats=1).fit(source, source_target)
+    slice_ = target_table.index[:80]
+    policy.adapt(target_table.loc[slice_], target[slice_])
+    checks = {c["signal"]: c for c in policy.adapted["signals"]}
+    assert checks["disagree"]["reversed"] and checks["disagree"]["p_wrong_way"] < 0.01
+    assert not checks["inconclusive"]["reversed"]
+    assert policy.falls_back and not policy.adapted["kept"]
+    assert policy.weights["disagree"] < 0 < policy.weights["inconclusive"]
+    disagree = target_table["others_agree"] < 1
+    tie = target_table["primary_tie"] > 0
+    budget = int((~disagree).sum()) - 5
+    plan = policy.route(target_table, budget)
+    sent = plan.frame.loc[plan.human_keys]
+    # Not ranked by it: of the decisive verdicts, the ones it flags go last.
+    assert not (disagree & ~tie)[sent.index].any()
+    assert tie[tie].index.isin(sent.index).all()  # the right-way signal still goes first
+    assert "'other judges disagree' reversed" in sent["reason"].iloc[0]
+    prior = JudgeUncertaintyPolicy().route(target_table, budget)
+    assert disagree[prior.human_keys].mean() > 0.5  # the test can fail: the prior ranks by it
+    # Agreement over the target: the checked ranking beats random at this budget, the prior not.
+    wrong = target.to_numpy(dtype=bool)
+    caught = wrong[target_table.index.isin(plan.human_keys)].sum()
+    caught_prior = wrong[target_table.index.isin(prior.human_keys)].sum()
+    assert caught > wrong.mean() * budget > caught_prior
+
+
+def test_signals_that_point_the_right_way_or_cannot_show_it_keep_their_weights():
+    table, target = _disagreement_misleads(wrong_way=False)
+    checks = signal_directions(uncertainty_signals(table), target.to_numpy())
+    assert not any(c["reversed"] for c in checks)
+    assert checked_weights(checks) == WEIGHTS
+    # Ten items cannot show a direction (Holm at 0.05): nothing is reversed on so little.
+    table, target = _disagreement_misleads(n=10, seed=4)
+    checks = signal_directions(uncertainty_signals(table), target.to_numpy())
+    assert not any(c["reversed"] for c in checks)
+
+
+def test_a_cross_fitted_fallback_checks_signals_without_an_items_own_label():
+    table, target = _disagreement_misleads(seed=3)
+    fit = LearnedPolicy(folds=5, repeats=1, models=["judge_uncertainty"]).fit(table, target)
+    assert fit.falls_back and fit.weights["disagree"] < 0
+    assert "'other judges disagree' reversed" in fit.meaning()
+    base = fit.scores(table)
+    for key in ("k0", "k1", "k7"):
+        flipped = target.copy()
+        flipped[key] = 1.0 - flipped[key]
+        again = LearnedPolicy(folds=5, repeats=1, models=["judge_uncertainty"]).fit(table, flipped)
+        assert again.scores(table)[key] == base[key], key

@@ -146,10 +146,11 @@ LONG_A = ["a long first answer that goes on and on with many words", "short"]
 SHORT_A = ["brief", "a second answer of middling length"]
 
 
-def _learned_project(n=80, *, signal="length"):
+def _learned_project(n=80, *, signal="length", params=None):
     """A project where the judge is wrong exactly when the first answer is the long one (a signal
     only a model sees), or (``signal="disagree"``) when the two judges disagree (one that judge
-    uncertainty sees already)."""
+    uncertainty sees already), or (``"disagree_wrong_way"``) never where the other judge
+    disagrees (a weaker judge advising: judge uncertainty's prior points the wrong way)."""
     project = ProjectFactory()
     route.routing_policy_set(
         project=project,
@@ -157,13 +158,15 @@ def _learned_project(n=80, *, signal="length"):
         judges=["g", "p"],
         budget_fraction=0.5,
         calibration_share=1.0,
-        params={"repeats": 1},
+        params={"repeats": 1, **(params or {})},
     )
     items = []
     for i in range(n):
         wrong = i % 3 == 0
         if signal == "length":
             judges, candidates = {"g": "A", "p": "A"}, LONG_A if wrong else SHORT_A
+        elif signal == "disagree_wrong_way":
+            judges, candidates = {"g": "A", "p": "B" if i % 3 == 1 else "A"}, None
         else:
             judges, candidates = {"g": "A", "p": "B" if wrong else "A"}, None
         items.append(
@@ -218,6 +221,34 @@ def test_learned_falls_back_to_judge_uncertainty_and_says_so(settings):
     decision = RoutingDecision.objects.get(item=split)
     assert decision.target == "human"
     assert "did not show that a model beats it" in decision.reason
+
+
+@pytest.mark.django_db
+def test_the_live_fallback_reverses_a_signal_its_calibration_labels_show_pointing_wrong(settings):
+    """A project's first calibration labels show that "the other judge disagrees" marks items
+    where the judge is right: the fitted policy (judge uncertainty, as nothing else is allowed)
+    reverses that signal, sends the agreeing item to people first and says why."""
+    settings.TANDEM_ROUTER = {"min_training_items": 20, "retrain_every": 10, "folds": 4}
+    project, _ = _learned_project(
+        90, signal="disagree_wrong_way", params={"models": ["judge_uncertainty"]}
+    )
+    model = fitting.router_model_train(project=project)
+    assert model.metrics["model"] == "judge_uncertainty"
+    checks = {c["signal"]: c for c in model.metrics["signal_check"]}
+    assert checks["disagree"]["reversed"] and checks["disagree"]["errors_flagged"] == 0
+    policy = route.routing_policy_get(project=project)
+    policy.calibration_share = 0
+    policy.budget_fraction = None
+    policy.budget_count = 200
+    policy.save()
+    split = item_with_labels(project, judges={"g": "A", "p": "B"})
+    agree = item_with_labels(project, judges={"g": "A", "p": "A"})
+    RoutingBudget.objects.filter(project=project).update(spent=199)
+    route.project_route(project=project, item_ids=[split.pk, agree.pk])
+    decision = RoutingDecision.objects.get(item=agree)
+    assert decision.target == "human"  # with the prior weights the split item would go
+    assert "'other judges disagree' reversed" in decision.reason
+    assert RoutingDecision.objects.get(item=split).target == "judge"
 
 
 @pytest.mark.django_db

@@ -147,6 +147,13 @@ class Command(BaseCommand):
                 chosen += (
                     " (not better than judge uncertainty on FILE's calibration slice: ranks by it)"
                 )
+            checks = (calibration or {}).get("signals") or m.get("signal_check") or []
+            turned = [c["signal"] for c in checks if c["reversed"]]
+            ranks_by_uncertainty = m["model"] == "judge_uncertainty" or not (calibration or {}).get(
+                "kept", True
+            )
+            if turned and ranks_by_uncertainty:
+                chosen += f"; signals shown to point the wrong way, reversed: {', '.join(turned)}"
             self.stdout.write(
                 f"  model: {m['trained_on']}, {m['n_train']} items, out-of-fold AUC "
                 f"{m['oof_auc']:.3f}, chosen {chosen}"

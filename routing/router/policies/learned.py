@@ -17,7 +17,9 @@ Model selection: grouped inner cross-validation (``INNER_FOLDS`` folds by prompt
 ``SELECTION_MAX_ROWS`` rows) measures the share of judge errors each candidate would send to people
 at the budgets ``SELECTION_BUDGETS`` (the quantity the routing buys); the simplest candidate within
 ``AS_GOOD`` of the best wins. When the data cannot show that a model beats judge uncertainty, the
-policy ranks by judge uncertainty and its decision reasons say so.
+policy ranks by judge uncertainty and its decision reasons say so; its signals' directions are
+checked on the labelled items first (``judge_uncertainty.signal_directions``), and one shown to
+point the wrong way (a weaker judge advising a stronger one) is reversed, never ranked by.
 
 Honesty: the model is *cross-fitted*. Labelled items are split into ``folds`` by a hash of their
 *group* (the normalised prompt: every copy of an item and every pair on the same prompt share
@@ -37,8 +39,13 @@ import pandas as pd
 from routing.router.features import OTHER_JUDGE_FEATURES
 from routing.router.policies.base import Policy, ranked_order, stable_hash
 from routing.router.policies.judge_uncertainty import (
+    ALPHA,
     JudgeUncertaintyPolicy,
+    checked_weights,
     judge_uncertainty_scores,
+    reversed_in_words,
+    signal_directions,
+    uncertainty_signals,
 )
 from routing.router.tag_schema import TAG_DOMAINS
 from tandem.errors import InvalidInput
@@ -283,8 +290,18 @@ def with_judge_uncertainty(table: pd.DataFrame) -> pd.DataFrame:
 
 class LearnedPolicy(Policy):
     name = "learned"
-    version = "2"
+    # 2: grouped cross-fit and model selection; 3: the fallback's signal directions checked.
+    version = "3"
     score_meaning = "predicted chance the judge is wrong"
+    # The judge-uncertainty ranking the policy falls back to, its signals' directions checked on
+    # the labelled items (judge_uncertainty.signal_directions). Class defaults: models stored
+    # before the check keep the prior weights.
+    weights: dict[str, float] | None = None
+    signal_checks: list[dict[str, Any]] | None = None
+    # Leak-free fallback scores of labelled items: key -> fold, and each fold's weights, checked
+    # on the other folds only.
+    weight_folds: pd.Series | None = None
+    fold_weights: list[dict[str, float]] | None = None
 
     def __init__(
         self,
@@ -348,8 +365,16 @@ class LearnedPolicy(Policy):
 
     def meaning(self) -> str:
         if self.falls_back:
-            return "judge uncertainty (the labelled data did not show that a model beats it)"
+            words = "judge uncertainty (the labelled data did not show that a model beats it)"
+            turned = reversed_in_words(self.signal_checks or [])
+            return f"{words}; {turned} on the labelled items" if turned else words
         return f"predicted chance the judge is wrong ({self.choice} model)"
+
+    def _check_signals(self, table: pd.DataFrame, y: np.ndarray) -> None:
+        """Check the judge-uncertainty signals' directions on labelled rows; the fallback ranks
+        with the checked weights."""
+        self.signal_checks = signal_directions(uncertainty_signals(table), y)
+        self.weights = checked_weights(self.signal_checks)
 
     def _design(self, table: pd.DataFrame) -> np.ndarray:
         return _matrix(with_judge_uncertainty(table), self.features_used)
@@ -421,8 +446,32 @@ class LearnedPolicy(Policy):
             if full_model or self.falls_back:
                 self.full = Candidate(self.choice, ju_index, self.seed, use_ju).fit(X, y)
             self.complete = full_model
+            labelled_table = full_table.loc[keys]
+            self._check_signals(labelled_table, y)
+            self.weight_folds, self.fold_weights = None, None
             if self.falls_back:
-                splits, oof = splits[:0], self.full.predict(X)  # in-sample: monotone in ju
+                # Judge uncertainty with its signals checked; a labelled item is scored with the
+                # weights checked on the other folds (its own label never turns a signal).
+                folds0 = splits[0]
+                self.weight_folds = pd.Series(folds0, index=keys)
+                self.fold_weights = []
+                oof = np.zeros(len(keys))
+                from sklearn.isotonic import IsotonicRegression
+
+                for f in range(self.folds):
+                    test = folds0 == f
+                    train_rows = labelled_table[~test]
+                    checks = signal_directions(uncertainty_signals(train_rows), y[~test])
+                    weights = checked_weights(checks)
+                    self.fold_weights.append(weights)
+                    if test.any():  # its probability (for the metrics), out of fold too
+                        calibrated = IsotonicRegression(
+                            out_of_bounds="clip", y_min=0.0, y_max=1.0
+                        ).fit(judge_uncertainty_scores(train_rows, weights=weights), y[~test])
+                        oof[test] = calibrated.predict(
+                            judge_uncertainty_scores(labelled_table[test], weights=weights)
+                        )
+                splits = splits[:0]
             for folds in splits:
                 row: list[Candidate | None] = []
                 for f in range(self.folds):
@@ -466,14 +515,17 @@ class LearnedPolicy(Policy):
             "selection": {k: round(v, 4) for k, v in measured.items()},
             "fold_models": {c: choices.count(c) for c in CANDIDATES if c in choices},
             "features": list(self.features_used),
+            "signal_check": self.signal_checks,
         }
         return self
 
     def adapt(self, table: pd.DataFrame, target: pd.Series) -> "LearnedPolicy":
         """Check a model fitted on another data set on this one's labelled calibration items
         (``target`` 0/1, NaN = unknown): unless it catches more judge errors there than judge
-        uncertainty by more than ``AS_GOOD``, the policy ranks by judge uncertainty (and says so).
-        The calibration items' labels decide this one choice and nothing else."""
+        uncertainty by more than ``AS_GOOD`` and its scores are not shown to point the wrong way
+        (one-sided Mann-Whitney, ``ALPHA``), the policy ranks by judge uncertainty (and says so),
+        with the signals the slice shows to point the wrong way reversed (``signal_directions``).
+        The calibration items' labels decide these choices and nothing else."""
         if not self.fitted:
             raise InvalidInput("learned: the policy has no fitted model yet")
         target = target.reindex(table.index).astype(float)
@@ -481,20 +533,34 @@ class LearnedPolicy(Policy):
         keys = table.index[known]
         y = target.to_numpy()[known].astype(int)
         X = self._design(table.loc[keys])
-        ju = X[:, self.features_used.index("judge_uncertainty")]
+        # The judge-uncertainty signals checked on this data set: one that points the wrong way
+        # here (a weaker judge advising a stronger one) is reversed in the fallback ranking.
+        self._check_signals(table.loc[keys], y)
+        self.weight_folds, self.fold_weights = None, None
+        ju = judge_uncertainty_scores(table.loc[keys], weights=self.weights).to_numpy()
         model = self.full.predict(X) if not self.falls_back and len(keys) else ju
         measured = {
             "judge_uncertainty": caught_share(y, ju, keys, secondary=ju, seed=self.seed),
             "transferred": caught_share(y, model, keys, secondary=ju, seed=self.seed),
         }
+        # The model's own direction: are its scores *lower* on the judge's errors (one-sided
+        # Mann-Whitney)? A model shown to point the wrong way is never kept.
+        p_wrong = None
+        if not self.falls_back and 0 < y.sum() < len(y):
+            from scipy.stats import mannwhitneyu
+
+            p_wrong = float(mannwhitneyu(model[y == 1], model[y == 0], alternative="less")[1])
         kept = (
             not self.falls_back
             and measured["transferred"] > measured["judge_uncertainty"] + AS_GOOD
+            and (p_wrong is None or p_wrong >= ALPHA)
         )
         self.adapted = {
             "n_calibration": len(keys),
             "model_before": self.choice,
             **{f"{k}_caught": round(v, 4) for k, v in measured.items()},
+            "model_p_wrong_way": None if p_wrong is None else round(p_wrong, 4),
+            "signals": self.signal_checks,
             "kept": kept,
         }
         if not kept:
@@ -515,9 +581,7 @@ class LearnedPolicy(Policy):
         if not self.fitted:
             raise InvalidInput("learned: the policy has no fitted model yet")
         if self.falls_back:
-            # Exactly the judge_uncertainty policy's ranking; it uses no label, so no item's
-            # own label reaches its score.
-            return judge_uncertainty_scores(table)
+            return self._checked_uncertainty(table)
         from threadpoolctl import threadpool_limits
 
         X = self._design(table)
@@ -539,3 +603,17 @@ class LearnedPolicy(Policy):
             if (~labelled).any():
                 out[~labelled] = self.full.predict(X[~labelled])
         return pd.Series(out, index=table.index)
+
+    def _checked_uncertainty(self, table: pd.DataFrame) -> pd.Series:
+        """The judge_uncertainty policy's score with the checked weights (its ranking exactly
+        when no signal was reversed); labelled items of the cross-fit take their fold's weights,
+        checked without their own labels."""
+        scores = judge_uncertainty_scores(table, weights=self.weights)
+        if self.weight_folds is None or not self.fold_weights:
+            return scores
+        folds = self.weight_folds.reindex(table.index)
+        for f, weights in enumerate(self.fold_weights):
+            rows = (folds == f).to_numpy()
+            if rows.any():
+                scores[rows] = judge_uncertainty_scores(table[rows], weights=weights).to_numpy()
+        return scores
