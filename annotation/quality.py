@@ -1,11 +1,12 @@
 """Label quality: how far to trust each label. One function per figure; each figure states its
 sample (``n``) and is marked ``too_few`` below the configured minimum.
 
-The labels of a project are read by ONE query (``quality_labels``) into a pandas frame: one row
-per current label (a label superseded by a correction is left out: only the last of a chain
-counts), with the candidates' lengths aggregated in SQL. Every figure is then computed
-vectorised over that frame, so a page of all figures costs the same few queries at 300 labels or
-at 300,000. Pass ``labels=`` to share one frame between figures (``quality_report`` does).
+The labels of a project are read by two queries (``quality_labels``) into one pandas frame: one
+row per current label (a label superseded by a correction is left out: only the last of a chain
+counts), with each item's gold answer and longest candidate (from the candidates' stored
+lengths). Every figure is then computed vectorised over that frame, so a page of all figures
+costs the same few queries at 300 labels or at 300,000. Pass ``labels=`` to share one frame
+between figures (``quality_report`` does).
 
 Every label becomes a nominal value:
 
@@ -192,117 +193,131 @@ class QualityReport:
         return asdict(self)
 
 
-# --- the one query -----------------------------------------------------------------------------
+# --- the read --------------------------------------------------------------------------------
 
-LABEL_COLUMNS = ["item", "source", "worker", "raw", "order", "time_ms", "gold", "longest"]
-TEXT_COLUMNS = ("source", "worker", "raw", "order", "gold")
+LABEL_COLUMNS = ["item", "source", "worker", "raw", "order", "time_ms"]
+ITEM_COLUMNS = ["item", "gold", "longest"]
+NUMBER_COLUMNS = ("item", "time_ms", "longest")
 LETTERS = [chr(65 + i) for i in range(26)]
+# Items per CSV value of the labels' read: a chunk of a project must stay well under PostgreSQL's
+# 1 GB per value (at ~50 bytes a label: 100 labels an item). One chunk needs no GROUP BY (no sort).
+ITEMS_PER_CHUNK = 200_000
 
 
 def quality_labels(*, project: Project) -> pd.DataFrame:
-    """The project's current labels, one query: columns ``item``, ``source``, ``worker``
-    (username, imported annotator name or judge; "" when unknown), ``label`` (the nominal value,
-    see the module), ``order`` ("" when unknown), ``first`` (the letter shown first),
-    ``time_ms``, ``gold`` (the item's gold answer as a nominal value) and ``longer`` (the letter
-    of the item's one longest candidate; missing when two share the longest length).
+    """The project's current labels: columns ``item``, ``source``, ``worker`` (username,
+    imported annotator name or judge; "" when unknown), ``label`` (the nominal value, see the
+    module), ``order`` ("" when unknown), ``first`` (the letter shown first), ``time_ms``,
+    ``gold`` (the item's gold answer as a nominal value) and ``longer`` (the letter of the item's
+    one longest candidate; missing when two share the longest length).
+
+    Two queries: one row per item (gold answer, longest candidate; from the candidates' stored
+    lengths by an index-only scan) and one row per current label (six narrow columns, no join
+    but the annotator's name); pandas puts them together by item.
 
     Text columns are pandas categoricals; ``label``, ``first``, ``gold`` and ``longer`` share
     one set of categories, so they compare with each other element by element."""
-    sql, params = _labels_sql(project)
+    items_sql, labels_sql, params = _items_sql(project), _labels_sql(project), [project.pk]
     if connection.vendor == "postgresql":
-        frame = _read_postgres(sql, params)
+        items = _read_postgres(items_sql, params, ITEM_COLUMNS, chunks=1)
+        chunks = 1 + len(items) // ITEMS_PER_CHUNK
+        labels = _read_postgres(labels_sql, params, LABEL_COLUMNS, chunks=chunks)
     else:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            frame = pd.DataFrame.from_records(cursor.fetchall(), columns=LABEL_COLUMNS)
-    return _normalise(frame, project.task_type)
+        items = _fetch(items_sql, params, ITEM_COLUMNS)
+        labels = _fetch(labels_sql, params, LABEL_COLUMNS)
+    per_item = items.set_index("item").reindex(labels["item"].to_numpy())
+    for name in ("gold", "longest"):
+        labels[name] = per_item[name].to_numpy()
+    return _normalise(labels, project.task_type)
 
 
-def _labels_sql(project: Project) -> tuple[str, list[Any]]:
-    annotation, item = Annotation._meta.db_table, Item._meta.db_table
-    candidate, user = Candidate._meta.db_table, User._meta.db_table
-    field = {TaskType.PAIRWISE: "choice", TaskType.LISTWISE: "ranking"}.get(
-        project.task_type, "thumb"
-    )
-    postgres = connection.vendor == "postgresql"
-    gold = "ci.gold::text" if postgres else "ci.gold"
-    # Length in UTF-8 bytes: PostgreSQL reads it from the value's header, without decompressing
-    # (or, for long texts, even fetching) the text.
-    length = "OCTET_LENGTH(c.text)" if postgres else "LENGTH(CAST(c.text AS BLOB))"
-    # Per item, one pass over the project's items and candidates: the gold answer and the
-    # position of the one longest candidate (NULL when two share the longest length).
+def _fetch(sql: str, params: list[Any], columns: list[str]) -> pd.DataFrame:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
+
+
+def _items_sql(project: Project) -> str:
+    """One row per item of the project: its gold answer (JSON text) and the position of its one
+    longest candidate (NULL when two share the longest length, or for thumbs), from the
+    candidates' stored ``text_bytes`` (the covering index of migration 0008 answers it without
+    reading the candidates' rows)."""
+    item, candidate = Item._meta.db_table, Candidate._meta.db_table
+    gold = "ci.gold::text" if connection.vendor == "postgresql" else "ci.gold"
     if project.task_type == TaskType.PAIRWISE:
-        per_item = f"""
-            SELECT ci.id AS item_id, MAX({gold}) AS gold,
-                   CASE WHEN MAX(CASE WHEN c.position = 0 THEN {length} END)
-                             > MAX(CASE WHEN c.position = 1 THEN {length} END) THEN 0
-                        WHEN MAX(CASE WHEN c.position = 1 THEN {length} END)
-                             > MAX(CASE WHEN c.position = 0 THEN {length} END) THEN 1
+        return f"""
+            SELECT ci.id AS item, MAX({gold}) AS gold,
+                   CASE WHEN MAX(CASE WHEN c.position = 0 THEN c.text_bytes END)
+                             > MAX(CASE WHEN c.position = 1 THEN c.text_bytes END) THEN 0
+                        WHEN MAX(CASE WHEN c.position = 1 THEN c.text_bytes END)
+                             > MAX(CASE WHEN c.position = 0 THEN c.text_bytes END) THEN 1
                    END AS longest
             FROM {item} ci LEFT JOIN {candidate} c ON c.item_id = ci.id
             WHERE ci.project_id = %s GROUP BY ci.id"""
-    elif project.task_type == TaskType.LISTWISE:
-        per_item = f"""
-            SELECT item_id, MAX(gold) AS gold,
+    if project.task_type == TaskType.LISTWISE:
+        return f"""
+            SELECT item, MAX(gold) AS gold,
                    CASE WHEN MAX(CASE WHEN r = 2 THEN n END) IS NULL
                              OR MAX(CASE WHEN r = 1 THEN n END) > MAX(CASE WHEN r = 2 THEN n END)
                         THEN MAX(CASE WHEN r = 1 THEN position END) END AS longest
-            FROM (SELECT ci.id AS item_id, {gold} AS gold, c.position, {length} AS n,
+            FROM (SELECT ci.id AS item, {gold} AS gold, c.position, c.text_bytes AS n,
                          ROW_NUMBER() OVER (PARTITION BY ci.id
-                                            ORDER BY {length} DESC, c.position) AS r
+                                            ORDER BY c.text_bytes DESC, c.position) AS r
                   FROM {item} ci LEFT JOIN {candidate} c ON c.item_id = ci.id
                   WHERE ci.project_id = %s) ranked
-            GROUP BY item_id"""
-    else:
-        per_item = f"""SELECT ci.id AS item_id, {gold} AS gold, NULL AS longest
-                       FROM {item} ci WHERE ci.project_id = %s"""
-    sql = f"""
+            GROUP BY item"""
+    return f"""SELECT ci.id AS item, {gold} AS gold, NULL AS longest
+               FROM {item} ci WHERE ci.project_id = %s"""
+
+
+def _labels_sql(project: Project) -> str:
+    """One row per current label of the project (a label that a correction supersedes is left
+    out): the item, source, labeller, answer (text), presentation order and time."""
+    annotation, user = Annotation._meta.db_table, User._meta.db_table
+    field = {TaskType.PAIRWISE: "choice", TaskType.LISTWISE: "ranking"}.get(
+        project.task_type, "thumb"
+    )
+    return f"""
         SELECT a.item_id AS item, a.source AS source,
                COALESCE(u.username, NULLIF(a.external_annotator, ''), NULLIF(a.judge, ''), '')
                    AS worker,
                a.payload ->> '{field}' AS raw, a."order" AS "order",
-               a.time_spent_ms AS time_ms, p.gold AS gold, p.longest AS longest
+               a.time_spent_ms AS time_ms
         FROM {annotation} a
-        JOIN ({per_item}) p ON p.item_id = a.item_id
         LEFT JOIN {user} u ON u.id = a.annotator_id
         WHERE a.project_id = %s
           AND NOT EXISTS (SELECT 1 FROM {annotation} s WHERE s.supersedes_id = a.id)"""
-    params = [project.pk, project.pk]
-    return sql, params
 
 
-NUMBER_COLUMNS = ("item", "time_ms", "longest")
-
-
-def _read_postgres(sql: str, params: list[Any]) -> pd.DataFrame:
-    """PostgreSQL: the server writes the rows as CSV text in a few large values (a COPY or a
-    plain fetch would hand Python one message or tuple per label), and Arrow parses them, text
-    columns dictionary-encoded."""
+def _read_postgres(sql: str, params: list[Any], columns: list[str], chunks: int) -> pd.DataFrame:
+    """PostgreSQL: the server writes the rows as CSV text in one value per chunk of items (a
+    COPY or a plain fetch would hand Python one message or tuple per row), and Arrow parses
+    them, text columns dictionary-encoded."""
     import pyarrow as pa
     from pyarrow import csv as arrow_csv
 
     fields = []
-    for name in LABEL_COLUMNS:
+    for name in columns:
         column = f'q."{name}"'
         if name in NUMBER_COLUMNS:
             fields.append(f"COALESCE(CAST({column} AS TEXT), '\\N')")
         else:  # quoted, quotes doubled: any text survives; an unquoted \N is NULL
             fields.append(f"""COALESCE('"' || REPLACE({column}, '"', '""') || '"', '\\N')""")
     line = " || ',' || ".join(fields)
-    statement = f"""
-        SELECT CONVERT_TO(STRING_AGG({line}, E'\\n'), 'UTF8')
-        FROM ({sql}) q GROUP BY MOD(q.item, {CSV_CHUNKS})"""
+    group = f"GROUP BY MOD(q.item, {chunks})" if chunks > 1 else ""
+    statement = f"SELECT CONVERT_TO(STRING_AGG({line}, E'\\n'), 'UTF8') FROM ({sql}) q {group}"
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
-        chunks = [bytes(row[0]) for row in cursor.fetchall() if row[0]]
-    if not chunks:
-        return pd.DataFrame({name: pd.Series(dtype=object) for name in LABEL_COLUMNS})
+        values = [row[0] for row in cursor.fetchall() if row[0]]
+    if not values:
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
     text = pa.dictionary(pa.int32(), pa.string())
-    types = {name: pa.float64() for name in NUMBER_COLUMNS}
-    types.update({"item": pa.int64(), **{name: text for name in TEXT_COLUMNS}})
+    types = {name: (pa.float64() if name in NUMBER_COLUMNS else text) for name in columns}
+    types["item"] = pa.int64()
+    data = values[0] if len(values) == 1 else b"\n".join(bytes(v) for v in values)
     table = arrow_csv.read_csv(
-        pa.BufferReader(b"\n".join(chunks)),
-        read_options=arrow_csv.ReadOptions(column_names=LABEL_COLUMNS),
+        pa.py_buffer(data),
+        read_options=arrow_csv.ReadOptions(column_names=columns),
         convert_options=arrow_csv.ConvertOptions(
             column_types=types,
             null_values=["\\N"],
@@ -311,10 +326,6 @@ def _read_postgres(sql: str, params: list[Any]) -> pd.DataFrame:
         ),
     )
     return table.to_pandas()
-
-
-# Values the labels' CSV comes in: a few, so that none nears PostgreSQL's 1 GB per value.
-CSV_CHUNKS = 16
 
 
 def _normalise(frame: pd.DataFrame, task_type: str) -> pd.DataFrame:
