@@ -20,7 +20,8 @@ any other: counted, never dropped. Position and length bias need a winner: they 
 labels (one candidate preferred) and report ties, both-bad and unparsed answers beside them.
 """
 
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -227,7 +228,7 @@ def quality_labels(*, project: Project) -> pd.DataFrame:
         labels = _fetch(labels_sql, params, LABEL_COLUMNS)
     per_item = items.set_index("item").reindex(labels["item"].to_numpy())
     for name in ("gold", "longest"):
-        labels[name] = per_item[name].to_numpy()
+        labels[name] = per_item[name].array  # categorical stays categorical
     return _normalise(labels, project.task_type)
 
 
@@ -305,16 +306,17 @@ def _read_postgres(sql: str, params: list[Any], columns: list[str], chunks: int)
             fields.append(f"""COALESCE('"' || REPLACE({column}, '"', '""') || '"', '\\N')""")
     line = " || ',' || ".join(fields)
     group = f"GROUP BY MOD(q.item, {chunks})" if chunks > 1 else ""
-    statement = f"SELECT CONVERT_TO(STRING_AGG({line}, E'\\n'), 'UTF8') FROM ({sql}) q {group}"
+    # Text, not bytea: psycopg decodes UTF-8 faster than bytea's hex (0.13 s at 500,000 rows).
+    statement = f"SELECT STRING_AGG({line}, E'\\n') FROM ({sql}) q {group}"
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
-        values = [row[0] for row in cursor.fetchall() if row[0]]
+        values = [row[0].encode() for row in cursor.fetchall() if row[0]]
     if not values:
         return pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
     text = pa.dictionary(pa.int32(), pa.string())
     types = {name: (pa.float64() if name in NUMBER_COLUMNS else text) for name in columns}
     types["item"] = pa.int64()
-    data = values[0] if len(values) == 1 else b"\n".join(bytes(v) for v in values)
+    data = values[0] if len(values) == 1 else b"\n".join(values)
     table = arrow_csv.read_csv(
         pa.py_buffer(data),
         read_options=arrow_csv.ReadOptions(column_names=columns),
@@ -491,6 +493,30 @@ class Votes:
     row_value: np.ndarray
 
 
+# One frame's human votes and majority, kept while that frame lives: the figures of a report
+# share one frame (nothing changes a frame once ``quality_labels`` has built it), and five of
+# them need the votes. Keyed by the frame's identity (a weak reference, so a new frame at the
+# same address is never taken for the old one).
+_MEMO: dict[str, tuple[weakref.ref, Any]] = {}
+
+
+def _memo(name: str, labels: pd.DataFrame, compute: Callable[[pd.DataFrame], Any]) -> Any:
+    found = _MEMO.get(name)
+    if found is not None and found[0]() is labels:
+        return found[1]
+    value = compute(labels)
+    _MEMO[name] = (weakref.ref(labels), value)
+    return value
+
+
+def _human_of(labels: pd.DataFrame) -> pd.DataFrame:
+    return _memo("human", labels, _human)
+
+
+def _human_votes_of(labels: pd.DataFrame) -> Votes:
+    return _memo("votes", labels, lambda frame: human_votes(_human_of(frame)))
+
+
 def human_votes(human: pd.DataFrame) -> Votes:
     row_item, items = pd.factorize(human["item"].to_numpy())
     codes = human["label"].cat.codes.to_numpy()
@@ -516,7 +542,11 @@ def _unique_argmax(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def human_majority(*, labels: pd.DataFrame) -> pd.Series:
     """The human majority value per item (items with a tie for the most votes have none)."""
-    votes = human_votes(_human(labels))
+    return _memo("majority", labels, _human_majority)
+
+
+def _human_majority(labels: pd.DataFrame) -> pd.Series:
+    votes = _human_votes_of(labels)
     winner, unique = _unique_argmax(votes.matrix)
     majority = pd.Series(np.asarray(votes.values, dtype=object)[winner], index=votes.items)
     return majority[unique]
@@ -540,13 +570,38 @@ def _decided(labels: pd.DataFrame, task_type: str) -> pd.Series:
     return pd.Series(False, index=labels.index)
 
 
-def _per_labeller(frame: pd.DataFrame, counts: dict[str, Any], how: str = "sum") -> pd.DataFrame:
-    """Sum (or ``how``) of each column of ``counts`` per labeller (source, worker), named ones."""
-    table = pd.DataFrame(
-        {"source": frame["source"], "worker": frame["worker"], **counts}, index=frame.index
+def _per_labeller(
+    frame: pd.DataFrame, counts: dict[str, Any], how: str | dict[str, str] = "sum"
+) -> pd.DataFrame:
+    """Sum (or, where ``how`` says "max" for it, the largest) of each column of ``counts``
+    (aligned with the frame's rows, or a scalar) per named labeller, indexed by ``(source,
+    worker)`` in category order, labellers without rows left out. By ``np.bincount`` over the
+    categories' codes: a pandas groupby of two categoricals cost several times more, six times
+    a report."""
+    sources, workers = frame["source"].cat.categories, frame["worker"].cat.categories
+    source = frame["source"].cat.codes.to_numpy().astype(np.int64)
+    worker = frame["worker"].cat.codes.to_numpy().astype(np.int64)
+    named = (source >= 0) & (worker >= 0)
+    blank = np.asarray(workers == "", dtype=bool)  # per category: the unknown worker
+    named[named] = ~blank[worker[named]]
+    keys = source[named] * len(workers) + worker[named]
+    size = len(sources) * len(workers)
+    present = np.flatnonzero(np.bincount(keys, minlength=size))
+    columns = {}
+    for name, values in counts.items():
+        values = np.broadcast_to(np.asarray(values), (len(frame),))[named]
+        if (how.get(name, "sum") if isinstance(how, dict) else how) == "max":
+            out = np.full(size, np.iinfo(np.int64).min)
+            np.maximum.at(out, keys, values.astype(np.int64))
+        else:
+            out = np.bincount(keys, weights=values.astype(np.float64), minlength=size)
+            out = out.astype(np.int64)
+        columns[name] = out[present]
+    index = pd.MultiIndex.from_arrays(
+        [sources[present // len(workers)], workers[present % len(workers)]],
+        names=["source", "worker"],
     )
-    table = table[table["worker"] != ""]
-    return table.groupby(["source", "worker"], observed=True).agg(how)
+    return pd.DataFrame(columns, index=index)
 
 
 def _keyed(shares: dict[Any, Share]) -> dict[tuple[str, str], Share]:
@@ -564,7 +619,7 @@ def krippendorff_alpha(
     import krippendorff
 
     config = _config(config)
-    matrix = human_votes(_human(_labels(project, labels))).matrix
+    matrix = _human_votes_of(_labels(project, labels)).matrix
     matrix = matrix[matrix.sum(axis=1) >= 2]
     n = len(matrix)
     value = None
@@ -585,7 +640,7 @@ def fleiss_kappa(
     from statsmodels.stats import inter_rater
 
     config = _config(config)
-    matrix = human_votes(_human(_labels(project, labels))).matrix
+    matrix = _human_votes_of(_labels(project, labels)).matrix
     totals = matrix.sum(axis=1)
     multi = totals[totals >= 2]
     if not len(multi):
@@ -603,14 +658,13 @@ def fleiss_kappa(
 def cohen_kappa_pairs(
     *, project: Project, labels: pd.DataFrame | None = None, config: QualitySettings | None = None
 ) -> CohenKappas:
-    """Cohen's kappa (statsmodels, from each pair's contingency table) for every pair of named
+    """Cohen's kappa (statsmodels' simple kappa, from each pair's contingency table; every pair
+    at once in numpy, as one call per pair cost 0.5 s at 435 pairs) for every pair of named
     annotators with at least ``min_pair_items`` items in common; ``n`` is the items they share.
     The mean is over all those pairs (``pairs_total``), the list keeps the ``max_pairs`` pairs
     sharing the most. All task types."""
-    from statsmodels.stats import inter_rater
-
     config = _config(config)
-    human = _human(_labels(project, labels))
+    human = _human_of(_labels(project, labels))
     human = human[human["worker"] != ""].drop_duplicates(["item", "worker"], keep="last")
     workers = human["worker"].cat.categories
     n_values = len(human["label"].cat.categories)
@@ -629,26 +683,35 @@ def cohen_kappa_pairs(
     eligible = eligible.sort_values(ascending=False, kind="stable")
     if eligible.empty:
         return CohenKappas(mean=Figure(None, 0, True), pairs=[], pairs_total=0)
-    # Every pair's contingency table at once: cell = (pair, value 1, value 2), sorted by pair.
-    square = n_values * n_values
-    cells = np.sort((pair * n_values + pairs["v1"].to_numpy()) * n_values + pairs["v2"].to_numpy())
-    kappas: list[PairKappa] = []
-    for key, n in eligible.items():
-        lo, hi = np.searchsorted(cells, [key * square, (key + 1) * square])
-        table = np.bincount(cells[lo:hi] - key * square, minlength=square)
-        with np.errstate(invalid="ignore", divide="ignore"):  # one value only: undefined
-            value = inter_rater.cohens_kappa(
-                table.reshape(n_values, n_values).astype(float), return_results=False
-            )
-        first, second = workers[key // len(workers)], workers[key % len(workers)]
-        kappas.append(
-            PairKappa(
-                value=_round(_finite(value)),
-                n=int(n),
-                too_few=False,
-                annotators=tuple(sorted((str(first), str(second)))),
-            )
+    # Every eligible pair's contingency table at once (pair, value 1, value 2), then kappa as
+    # statsmodels' ``cohens_kappa`` computes it (simple, unweighted): (p_o - p_e) / (1 - p_e),
+    # p_e the sum over values of the two annotators' marginal shares multiplied.
+    keys = eligible.index.to_numpy()
+    row = np.full(len(workers) * len(workers), -1)
+    row[keys] = np.arange(len(keys))
+    row = row[pair]
+    kept = row >= 0
+    cells = (row[kept] * n_values + pairs["v1"].to_numpy()[kept]) * n_values
+    cells += pairs["v2"].to_numpy()[kept]
+    tables = np.bincount(cells, minlength=len(keys) * n_values * n_values)
+    tables = tables.reshape(len(keys), n_values, n_values).astype(float)
+    nobs = tables.sum(axis=(1, 2))
+    agree = np.trace(tables, axis1=1, axis2=2)
+    freq_row, freq_col = tables.sum(axis=2) / nobs[:, None], tables.sum(axis=1) / nobs[:, None]
+    agree_exp = (freq_col * freq_row).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # one value only: undefined
+        values = (agree / nobs - agree_exp) / (1 - agree_exp)
+    kappas = [
+        PairKappa(
+            value=_round(_finite(value)),
+            n=int(n),
+            too_few=False,
+            annotators=tuple(
+                sorted((str(workers[key // len(workers)]), str(workers[key % len(workers)])))
+            ),
         )
+        for key, n, value in zip(keys, eligible.to_numpy(), values, strict=True)
+    ]
     finite = [k.value for k in kappas if k.value is not None]
     mean = Figure(
         value=_round(float(np.mean(finite))) if finite else None, n=len(kappas), too_few=False
@@ -666,7 +729,7 @@ def gold_accuracy(
     (``n``: their labels on gold items). A tie or both-bad is right only where gold says so.
     Pairwise, thumbs, listwise (the top against gold's top)."""
     config = _config(config)
-    human = _human(_labels(project, labels))
+    human = _human_of(_labels(project, labels))
     gold = human[human["gold"].notna() & (human["worker"] != "")]
     tally = _per_labeller(gold, {"right": gold["label"] == gold["gold"], "n": 1})
     return {w: s for (_, w), s in _shares(tally["right"], tally["n"], config).items()}
@@ -679,10 +742,11 @@ def peer_agreement(
     the item (leave-one-out; ``n``: their labels on items where the others have a majority).
     All task types."""
     config = _config(config)
-    human = _human(_labels(project, labels))
+    labels = _labels(project, labels)
+    human = _human_of(labels)
     if human.empty:
         return {}
-    votes = human_votes(human)
+    votes = _human_votes_of(labels)  # its rows are ``human``'s
     peers = votes.matrix[votes.row_item]  # a copy: one row per label
     peers[np.arange(len(peers)), votes.row_value] -= 1  # leave this label out
     winner, unique = _unique_argmax(peers)
@@ -850,9 +914,15 @@ def length_bias(
     tally = _per_labeller(counted, {"wins": counted["label"] == counted["longer"], "n": 1})
     by_labeller = _keyed(_shares(tally["wins"], tally["n"], config))
 
-    items, first = np.unique(labels["item"].to_numpy(), return_index=True)
-    majority = _majority_codes(labels, items)
-    longer = labels["longer"].cat.codes.to_numpy()[first]
+    # Per item with human labels (the others have no majority): its majority as a code of
+    # ``labels["label"]`` (-1: none) and its longer candidate, read at its first human label.
+    votes = _human_votes_of(labels)
+    first = np.zeros(len(votes.items), dtype=np.int64)
+    first[votes.row_item[::-1]] = np.arange(len(votes.row_item))[::-1]
+    longer = _human_of(labels)["longer"].cat.codes.to_numpy()[first]
+    winner, unique = _unique_argmax(votes.matrix)
+    majority = labels["label"].cat.categories.get_indexer(votes.values)[winner]
+    majority = np.where(unique, majority, -1)
     decided_codes = labels["label"].cat.categories.get_indexer(
         list(PAIRWISE_DECIDED)
         if project.task_type == TaskType.PAIRWISE
