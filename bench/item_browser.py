@@ -14,7 +14,9 @@ Items are PandaLM's (the committed sample, cycled, unique external ids), loaded 
 ``manage.py import_items`` (its COPY path, with the GIN search indexes in place: the import time
 is reported too). Search words are picked from the sample by how many rows hold them: a common
 one (in about a third of the rows), a rare one (one sample row in 120), and a two-word query.
-Times are the median of ``--repeat`` requests after one warm-up.
+Times are the median of ``--repeat`` requests after one warm-up, with the median CPU time of
+this process (the view, the template; the database's work is in the wall time only) and the load
+average before and after.
 """
 
 import argparse
@@ -90,14 +92,16 @@ def write_preferences(url: str) -> float:
 
 def timed(client, url: str, params: dict, repeat: int) -> dict:
     client.get(url, params)  # warm-up
-    times = []
+    times, cpu = [], []
     status = None
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         response = client.get(url, params)
         times.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
         status = response.status_code
     return {"median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
+            "python_cpu_median_ms": round(statistics.median(cpu), 1),
             "status": status}  # fmt: skip
 
 
@@ -166,8 +170,10 @@ def main() -> None:
         "filter_provenance_mixed_rare": {"provenance": "mixed"},
         "filter_provenance_human_and_search": {"provenance": "human", "q": words["rare"]},
     }
+    results["load_average_before"] = os.getloadavg()
     results["requests"] = {name: timed(client, page, params, args.repeat)
                            for name, params in cases.items()}  # fmt: skip
+    results["load_average_after"] = os.getloadavg()
     print(json.dumps(results, indent=2))
 
 
