@@ -496,7 +496,7 @@ class Votes:
 # One frame's human votes and majority, kept while that frame lives: the figures of a report
 # share one frame (nothing changes a frame once ``quality_labels`` has built it), and five of
 # them need the votes. Keyed by the frame's identity (a weak reference, so a new frame at the
-# same address is never taken for the old one).
+# same address is never taken for the old one); an entry goes when its frame does.
 _MEMO: dict[str, tuple[weakref.ref, Any]] = {}
 
 
@@ -505,7 +505,8 @@ def _memo(name: str, labels: pd.DataFrame, compute: Callable[[pd.DataFrame], Any
     if found is not None and found[0]() is labels:
         return found[1]
     value = compute(labels)
-    _MEMO[name] = (weakref.ref(labels), value)
+    # Dropped with the frame (a miss at worst, if a newer frame's entry goes with it).
+    _MEMO[name] = (weakref.ref(labels, lambda _: _MEMO.pop(name, None)), value)
     return value
 
 
