@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from accounts.models import User
 
 from .item_browser import ItemFilters, valid_metadata_key
+from .item_filters import item_filters
 from .models import Item, Membership, Project
 from .schema import RATIONALE_MODES, LabelSchema, TaskType
 
@@ -41,6 +42,18 @@ class ItemFilterForm(forms.Form):
     created_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     after = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The filters other apps registered (exports: provenance), before the hidden cursor.
+        after = self.fields.pop("after")
+        self.extra_names = []
+        for registered in item_filters():
+            self.fields[registered.name] = forms.ChoiceField(
+                required=False, choices=[("", "any"), *registered.choices], label=registered.label
+            )
+            self.extra_names.append(registered.name)
+        self.fields["after"] = after
+
     def clean_meta_key(self) -> str:
         key = self.cleaned_data["meta_key"].strip()
         if key and not valid_metadata_key(key):
@@ -55,7 +68,10 @@ class ItemFilterForm(forms.Form):
         return data
 
     def filters(self) -> ItemFilters:
-        return ItemFilters(**{k: v for k, v in self.cleaned_data.items() if k != "after"})
+        data = self.cleaned_data
+        extra = {name: data.get(name) or "" for name in self.extra_names}
+        own = {k: v for k, v in data.items() if k != "after" and k not in extra}
+        return ItemFilters(**own, extra=extra)
 
 
 class ProjectForm(forms.Form):

@@ -12,7 +12,7 @@ Pages are keyset pages over ``id`` (``after=<last id>``): page N costs what page
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import connection
 from django.db.models import BooleanField, Count, Exists, F, Func, OuterRef, Q, QuerySet, Value
@@ -21,6 +21,7 @@ from django.db.models.functions import Coalesce, Substr
 
 from tandem.errors import NotFound
 
+from .item_filters import item_filter_get
 from .models import Annotation, Candidate, Item, Project
 
 PAGE_SIZE = 50
@@ -45,6 +46,8 @@ class ItemFilters:
     meta_value: str = ""
     created_from: dt.date | None = None
     created_to: dt.date | None = None
+    # Filters other apps register (``item_filters``): name -> chosen value ("" does not filter).
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _postgres() -> bool:
@@ -214,6 +217,10 @@ def _filtered(*, project: Project, filters: ItemFilters) -> QuerySet[Item]:
         items = items.filter(created_at__date__gte=filters.created_from)
     if filters.created_to:
         items = items.filter(created_at__date__lte=filters.created_to)
+    for name, value in filters.extra.items():
+        registered = item_filter_get(name)
+        if value and registered is not None:
+            items = items.filter(registered.condition(value))
     return items
 
 

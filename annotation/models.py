@@ -8,7 +8,7 @@ position bias can be measured and undone.
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Func, Q
 
 from .routes import HUMAN_ROUTES, Route
 from .schema import LabelSchema, TaskType
@@ -174,14 +174,33 @@ class Item(models.Model):
         return f"{self.project_id}/{self.external_id}"
 
 
+class OctetLength(Func):
+    """A text's length in UTF-8 bytes (PostgreSQL reads it from the value's header)."""
+
+    function = "OCTET_LENGTH"
+    output_field = models.PositiveIntegerField()
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        template = "LENGTH(CAST(%(expressions)s AS BLOB))"
+        return self.as_sql(compiler, connection, template=template, **extra_context)
+
+
 class Candidate(models.Model):
-    """A response of an item. ``position`` 0 is letter A in the item's own order."""
+    """A response of an item. ``position`` 0 is letter A in the item's own order.
+
+    ``text_bytes`` (the text's length in UTF-8 bytes) is a stored generated column: the database
+    computes it on every write path (ORM, bulk_create, the importer's COPY), so nothing has to
+    remember it; the quality page's length bias reads it (with the covering index of migration
+    0008) instead of the texts."""
 
     item = models.ForeignKey(
         Item, on_delete=models.CASCADE, related_name="candidates", db_index=False
     )  # indexed by the unique (item, position) constraint
     position = models.PositiveSmallIntegerField()
     text = models.TextField()
+    text_bytes = models.GeneratedField(
+        expression=OctetLength("text"), output_field=models.PositiveIntegerField(), db_persist=True
+    )
     model = models.CharField(max_length=200, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
 

@@ -5,11 +5,16 @@ realistic lengths. Measures the whole command (start-up included) three ways: it
 figure comparable with Label Studio's 44 s for 100,000), items with their five existing labels
 each, and a re-import of the same file (everything skipped). Prints JSON.
 
-    python bench/import_items.py [--items 100000]
+    python bench/import_items.py [--items 100000] [--database NAME]
+
+Each import reports its wall time and the command's CPU time (the PostgreSQL server's work, e.g.
+the candidates' generated ``text_bytes`` and the indexes, is in the wall time only), with the
+load average before and after: on a shared machine, compare runs made close together.
 """
 
 import argparse
 import json
+import os
 import resource
 import tempfile
 import time
@@ -38,21 +43,30 @@ def write_file(path: Path, n: int, with_labels: bool) -> int:
 
 
 def timed_import(url: str, slug: str, path: Path) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = manage(
         url, "import_items", slug, str(path), "--create", "--task-type", "pairwise", "--no-progress"
     )
     seconds = time.perf_counter() - start
-    return {"seconds": round(seconds, 2), "summary": done.stdout.strip()}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {
+        "seconds": round(seconds, 2),
+        "command_cpu_seconds": round(cpu, 2),
+        "summary": done.stdout.strip(),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--database", default="tandem_bench_import", help="database name")
     args = parser.parse_args()
 
-    url = fresh_database("tandem_bench_import")
+    url = fresh_database(args.database)
     results = {"benchmark": "import_items", "items": args.items, "machine": machine()}
+    results["load_average_before"] = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         plain, labelled = Path(tmp) / "plain.jsonl", Path(tmp) / "labelled.jsonl"
         results["file_mb"] = round(write_file(plain, args.items, False) / 1e6, 1)
@@ -64,6 +78,7 @@ def main() -> None:
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     results["peak_rss_mb"] = round(peak_kb / 1024, 1)
     results["items_per_second"] = round(args.items / results["items_only"]["seconds"])
+    results["load_average_after"] = os.getloadavg()
     print(json.dumps(results, indent=2))
 
 

@@ -10,9 +10,13 @@ own process, a recompute of every Preference with ``majority`` and with ``dawid_
 time, peak RSS, accuracy on the gold items). Prints JSON.
 
     python bench/quality.py [--items 100000] [--reuse] [--database NAME] [--build-only]
+                            [--repeat 5] [--page-only]
 
-``--reuse`` measures again on the database an earlier run built (the machine is shared: the
-figures quote the fastest of five runs beside the median, and the load average).
+Each timing is one warm-up call, then ``--repeat`` calls: the median and fastest wall time, the
+median CPU time of the measuring process (Python) and of its PostgreSQL backend (read from
+/proc; the database must run on the same machine). ``--reuse`` measures again on the database an
+earlier run built; ``--page-only`` skips Dawid-Skene and the recomputes. The load average
+(1, 5, 15 min) is recorded before and after: on a shared machine, wall time is mostly waiting.
 """
 
 import argparse
@@ -125,18 +129,33 @@ def measure() -> dict:
         project=project, user=manager, defaults={"role": Membership.Role.MANAGER}
     )
 
-    def timed(function, repeat=5):
-        runs, cpu = [], []
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+
+    def timed(function, repeat=REPEAT):
+        """One warm-up call, then ``repeat`` timed calls: wall time, this process's CPU time and
+        the PostgreSQL backend's CPU time (read from /proc: the server runs on this machine;
+        parallel workers' CPU is not in it)."""
+        value = function()
+        runs, cpu, db_cpu = [], [], []
         for _ in range(repeat):
-            start, start_cpu = time.perf_counter(), time.process_time()
+            start, start_cpu, start_db = time.perf_counter(), time.process_time(), cpu_of(backend)
             value = function()
             runs.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
+            end_db = cpu_of(backend)
+            db_cpu.append(None if end_db is None else end_db - start_db)
         return value, {
             "min_s": round(min(runs), 3),
             "median_s": round(statistics.median(runs), 3),
             "runs_s": runs,
             "python_cpu_median_s": round(statistics.median(cpu), 3),
+            "db_backend_cpu_median_s": None
+            if None in db_cpu
+            else round(statistics.median(db_cpu), 3),
         }
 
     labels, read = timed(lambda: quality.quality_labels(project=project))
@@ -148,13 +167,13 @@ def measure() -> dict:
     api, api_time = timed(lambda: client.get(f"/api/v1/projects/{project.pk}/quality/"))
     assert api.status_code == 200, api.status_code
     votes = labels[["item", "worker", "label", "source"]]
-    ds, ds_time = timed(lambda: aggregators.dawid_skene(votes), repeat=1)
+    ds, ds_time = timed(lambda: aggregators.dawid_skene(votes), repeat=1) if FULL else (None, None)
     _, majority_time = timed(lambda: aggregators.majority(votes))
     people = {r.annotator: r for r in report.annotators}
     judge = report.judges[0]
     for timing in (read, figures, page_time, api_time, ds_time, majority_time):
-        timing["python_cpu_median_s"] = round(timing["python_cpu_median_s"], 3)
-        timing["runs_s"] = [round(r, 3) for r in timing["runs_s"]]
+        if timing is not None:
+            timing["runs_s"] = [round(r, 3) for r in timing["runs_s"]]
     return {
         "labels": len(labels),
         "human_labels": report.human_labels,
@@ -178,10 +197,30 @@ def measure() -> dict:
             "judge_longer_wins": judge.length_bias.value,
             "human_majority_longer_wins": report.length_bias_reference.value,
             "judge_flags": judge.flags,
-            "ds_weight_careless": round(float(ds.workers[CARELESS]), 3),
-            "ds_weight_median_other": round(float(ds.workers.drop(CARELESS).median()), 3),
+            **(
+                {
+                    "ds_weight_careless": round(float(ds.workers[CARELESS]), 3),
+                    "ds_weight_median_other": round(float(ds.workers.drop(CARELESS).median()), 3),
+                }
+                if ds is not None
+                else {}
+            ),
         },
     }
+
+
+def cpu_of(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (None where /proc does not show it)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# Set by main() from the flags, read by measure() in the child process (through the env).
+REPEAT = int(os.environ.get("BENCH_QUALITY_REPEAT", "5"))
+FULL = os.environ.get("BENCH_QUALITY_PAGE_ONLY", "") != "1"
 
 
 def recompute(method: str) -> dict:
@@ -227,6 +266,12 @@ def main() -> None:
     )
     parser.add_argument("--database", default="tandem_bench_quality", help="database name")
     parser.add_argument("--build-only", action="store_true", help="build the data, measure nothing")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs after one warm-up")
+    parser.add_argument(
+        "--page-only",
+        action="store_true",
+        help="the read, the figures, the page and the API only (no Dawid-Skene, no recomputes)",
+    )
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure()))
@@ -244,16 +289,26 @@ def main() -> None:
     if args.build_only:
         print(json.dumps(results, indent=2))
         return
-    results["load_average_1m_before"] = os.getloadavg()[0]
+    results["load_average_before"] = os.getloadavg()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DB_CONN_MAX_AGE": "0",
+        "BENCH_QUALITY_REPEAT": str(args.repeat),
+        "BENCH_QUALITY_PAGE_ONLY": "1" if args.page_only else "",
+    }
     done = subprocess.run(
         [sys.executable, __file__, "--measure"],
-        env={**os.environ, "DATABASE_URL": url, "DB_CONN_MAX_AGE": "0"},
+        env=env,
         check=True,
         capture_output=True,
         text=True,
     )
-    results["load_average_1m_after"] = os.getloadavg()[0]
+    results["load_average_after"] = os.getloadavg()
     results.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    if args.page_only:
+        print(json.dumps(results, indent=2))
+        return
     # Preference recomputes over the whole project, each in its own process (peak RSS is the
     # recompute's): majority, then Dawid-Skene (every row changes method), then majority again.
     for key, method in [

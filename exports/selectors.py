@@ -1,6 +1,6 @@
 """Reads of the exports app."""
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from annotation.models import Project
 
@@ -45,3 +45,33 @@ def preference_counts(*, project_id: int) -> dict[str, int]:
         if row["provenance"] in out:
             out[row["provenance"]] += row["resolved"]
     return out
+
+
+# The item browser's "provenance" filter (``annotation.item_filters``; registered in ``apps.py``):
+# where the item's final preference came from, read from ``Preference.decided_by`` of resolved
+# rows. ``decided_by`` is "human" (the people's majority, or a reliability-weighted vote of
+# people), a judge's name (the judge decided), or "human+judge" / "judge" (a project-level method
+# that counted judges' labels, e.g. bradley_terry); blank while unresolved.
+PROVENANCE_CHOICES = (
+    ("human", "People"),
+    ("judge", "LLM judge"),
+    ("mixed", "People and judges together"),
+    ("none", "None yet"),
+)
+MIXED = "human+judge"
+
+
+def preference_provenance_condition(value: str) -> Q:
+    """Items whose preference came from ``value`` (``PROVENANCE_CHOICES``): one ``EXISTS`` on the
+    preference table, which the item's id (its primary key) answers by an index probe; "none":
+    no resolved preference (no row yet, or the labels do not decide)."""
+    resolved = Preference.objects.filter(item_id=OuterRef("pk"), resolved_at__isnull=False)
+    if value == "human":
+        return Q(Exists(resolved.filter(decided_by="human")))
+    if value == "judge":
+        return Q(Exists(resolved.exclude(decided_by__in=["", "human", MIXED])))
+    if value == "mixed":
+        return Q(Exists(resolved.filter(decided_by=MIXED)))
+    if value == "none":
+        return ~Q(Exists(resolved))
+    raise ValueError(f"unknown provenance {value!r}")

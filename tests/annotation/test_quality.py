@@ -15,7 +15,9 @@ The fixture itself is ``worked`` in tests/annotation/conftest.py.
 """
 
 import math
+import random
 
+import numpy as np
 import pytest
 
 from annotation import quality
@@ -31,7 +33,7 @@ def share(figure):
 
 
 def test_the_labels_frame_has_one_row_per_current_label(worked, django_assert_num_queries):
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(2):  # one row per item, one per label
         labels = quality.quality_labels(project=worked)
     assert len(labels) == 12 + 8  # the superseded label of ann3 on i1 is not there
     i1 = labels[labels["item"] == worked.items.get(external_id="i1").pk]
@@ -158,7 +160,7 @@ def test_report_flags_and_one_read(worked, django_assert_num_queries):
     config = QualitySettings(
         min_items=2, min_pair_items=2, flag_gold_accuracy=0.75, flag_peer_agreement=0.9
     )
-    with django_assert_num_queries(2):  # the labels, the skips
+    with django_assert_num_queries(3):  # the items, the labels, the skips
         report = quality.quality_report(project=worked, config=config)
     flags = {row.annotator: row.flags for row in report.annotators}
     # ann2 and ann3: 1/2 gold (< 0.75); peers: ann3 0/2 (ann2's 0/1 is too few to flag).
@@ -278,6 +280,36 @@ def test_cohen_kappa_on_scikit_learns_example(db):
         AnnotationFactory(item=item, annotator=second, payload={"choice": as_choice[b]})
     kappas = quality.cohen_kappa_pairs(project=project, config=CONFIG)
     assert [(k.annotators, k.value) for k in kappas.pairs] == [(("y1", "y2"), 0.6875)]
+
+
+def test_cohen_kappa_of_every_pair_is_statsmodels_own(db):
+    """All pairs' kappas are computed at once in numpy; each equals statsmodels' cohens_kappa
+    on that pair's contingency table (random answers, four people, values of every kind)."""
+    from statsmodels.stats import inter_rater
+
+    rng = random.Random(3)
+    project = ProjectFactory()
+    people = [UserFactory(username=f"k{i}") for i in range(4)]
+    values = ["A", "B", "tie", "both_bad"]
+    answers: dict[str, dict[int, str]] = {p.username: {} for p in people}
+    for i in range(40):
+        item = ItemFactory(project=project)
+        for person in rng.sample(people, 3):
+            choice = rng.choice(values[:2] if i % 3 else values)
+            AnnotationFactory(item=item, annotator=person, payload={"choice": choice})
+            answers[person.username][i] = choice
+    config = QualitySettings(min_pair_items=5, min_items=2)
+    kappas = quality.cohen_kappa_pairs(project=project, config=config)
+    assert kappas.pairs_total == 6
+    for pair in kappas.pairs:
+        first, second = (answers[name] for name in pair.annotators)
+        shared = sorted(set(first) & set(second))
+        table = np.zeros((4, 4))
+        for i in shared:
+            table[values.index(first[i]), values.index(second[i])] += 1
+        expected = inter_rater.cohens_kappa(table, return_results=False)
+        assert pair.n == len(shared)
+        assert pair.value == pytest.approx(round(float(expected), 6), abs=1e-12)
 
 
 def test_thumbs_have_agreement_but_no_position_or_length_bias(db):

@@ -145,10 +145,10 @@ def test_page_queries_do_not_grow_with_labels(
             item=item, source=Annotation.Source.JUDGE, judge="j2", payload={"choice": "B"}
         )
     client.force_login(manager_of)
-    # session, user, project with the role, the labels (one COPY), the skips
-    with django_assert_max_num_queries(5):
+    # session, user, project with the role, the items, the labels, the skips
+    with django_assert_max_num_queries(6):
         assert client.get(f"/projects/{worked.id}/quality/").status_code == 200
-    with django_assert_max_num_queries(5):
+    with django_assert_max_num_queries(6):
         assert client.get(f"/api/v1/projects/{worked.id}/quality/").status_code == 200
 
 
