@@ -165,9 +165,12 @@ def test_the_use_for_routing_button(
     pid = reward_job.project_id
     page_url = f"/projects/{pid}/training-jobs/{reward_job.pk}/"
     action = f"{page_url}use-for-routing/"
+    anonymous = client.post(action)
+    assert anonymous.status_code == 302 and "/login" in anonymous.url
     for user in (annotator, outsider):
         client.force_login(user)
         assert client.post(action).status_code == 404
+        assert client.get(action).status_code == 405
     assert not RewardFeature.objects.exists()
     client.force_login(manager)
     assert action in client.get(page_url).content.decode()
