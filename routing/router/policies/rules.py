@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from routing.router.features import REWARD_MODEL_FEATURES
 from routing.router.policies.base import (
     BOTH,
     HUMAN,
@@ -147,7 +146,7 @@ class RulesPolicy(Policy):
         if default not in TARGETS:
             raise InvalidInput(f"rules: default {default!r} is not one of {', '.join(TARGETS)}")
         if known_features is None:
-            from routing.router.features import ItemView, item_features
+            from routing.router.features import REWARD_MODEL_FEATURES, ItemView, item_features
 
             known_features = (
                 set(item_features(ItemView(key="x", prompt="", candidates=["", ""]), ["j", "k"]))
