@@ -80,9 +80,15 @@ def _judge_choice(row: dict, judge: str):
 
 
 def prepare(
-    out_dir: Path, *, fmt: str = "reward", style: str = "auto", sets: tuple[str, ...] = SETS
+    out_dir: Path,
+    *,
+    fmt: str = "reward",
+    style: str = "auto",
+    sets: tuple[str, ...] = SETS,
+    splits: str = "train=0.8,test=0.2",
 ) -> dict:
-    """Fresh database, three projects, their exports (``fmt``) in ``out_dir/<set>``."""
+    """Fresh database, three projects, their exports (``fmt``, ``splits`` by prompt, seed 0)
+    in ``out_dir/<set>``."""
     from common import fresh_database  # PostgreSQL (psycopg): this step only
 
     url = fresh_database(DB_NAME)
@@ -113,7 +119,7 @@ def prepare(
             format=fmt,
             file_format="jsonl",
             style=style,
-            splits="train=0.8,test=0.2",
+            splits=splits,
             seed=0,
         )
         manifest = export_write(project=project, spec=spec, out_dir=out_dir / name)

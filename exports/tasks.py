@@ -115,4 +115,8 @@ def snapshot_build_task(self, snapshot_id: int) -> str | None:
 
 
 # Training jobs' tasks live in their room; importing them here registers them with the worker.
-from exports.training.tasks import stale_training_jobs_fail, training_job_run  # noqa: E402, F401
+from exports.training.tasks import (  # noqa: E402, F401
+    stale_training_jobs_fail,
+    training_job_run,
+    training_reward_margins,
+)

@@ -11,9 +11,10 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from routing.router.models import RewardFeature
 from tandem.pagination import KeysetPagination
 
-from . import jobs, selectors
+from . import jobs, routing_scores, selectors
 from .models import TrainingJob
 
 JOB_FIELDS = [
@@ -59,6 +60,26 @@ class TrainingJobCreateSerializer(serializers.Serializer):
         required=False, allow_blank=True, help_text="A local folder; default TRAINING_BASE_MODEL."
     )
     hyperparameters = serializers.DictField(required=False, default=dict)
+
+
+class RewardFeatureSerializer(serializers.ModelSerializer):
+    """A reward model registered on a project's router, and how far its scoring is."""
+
+    class Meta:
+        model = RewardFeature
+        fields = [
+            "project",
+            "training_job_id",
+            "model_key",
+            "description",
+            "status",
+            "scored",
+            "total",
+            "error",
+            "registered_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
 
 
 class TrainingJobPagination(KeysetPagination):
@@ -119,3 +140,11 @@ class TrainingJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         """Cancel: a queued job at once, a running one at its next step."""
         job = jobs.training_job_cancel(job=self.get_object())
         return Response(TrainingJobDetailSerializer(job).data)
+
+    @extend_schema(request=None, responses={202: RewardFeatureSerializer})
+    @action(detail=True, methods=["post"], url_path="use-for-routing")
+    def use_for_routing(self, request: Request, pk: str) -> Response:
+        """Register a succeeded reward model on its project's router (replacing the one before)
+        and queue the scoring of the project's items: the ``rm_margin`` feature."""
+        feature = routing_scores.reward_routing_register(job=self.get_object(), user=request.user)
+        return Response(RewardFeatureSerializer(feature).data, status=status.HTTP_202_ACCEPTED)

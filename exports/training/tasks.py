@@ -38,3 +38,13 @@ def training_job_run(self, job_id: int) -> str | None:
 def stale_training_jobs_fail() -> int:
     """Fail running jobs whose worker stopped beating (TRAINING_HEARTBEAT_TIMEOUT)."""
     return training_jobs_fail_stale()
+
+
+@shared_task(name="exports.tasks.training_reward_margins", acks_late=True)
+def training_reward_margins(feature_id: int) -> str | None:
+    """Score a project's items with its registered reward model (``routing_scores``), on the
+    ``gpu`` queue with the model. Redelivered after a worker died, it resumes: items that have
+    a margin are not scored again."""
+    from .routing_scores import reward_margins_compute
+
+    return reward_margins_compute(feature_id=feature_id)

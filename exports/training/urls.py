@@ -19,6 +19,11 @@ page_urlpatterns = [
         name="training-job-cancel",
     ),
     path(
+        "projects/<int:project_id>/training-jobs/<int:job_id>/use-for-routing/",
+        views.training_job_use_for_routing,
+        name="training-job-use-for-routing-page",
+    ),
+    path(
         "projects/<int:project_id>/snapshots/<int:snapshot_id>/train/",
         views.snapshot_train,
         name="snapshot-train",

@@ -2,6 +2,7 @@
 figures), cancel, and the Train form beside a snapshot. Managers of the project only; anyone
 else gets 404, as for a missing job."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -10,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from annotation.selectors import project_access_get
 from tandem.errors import InvalidInput, NotFound
 
-from . import jobs, selectors
+from . import jobs, routing_scores, selectors
 from .models import TrainingJob
 from .plots import curve_svg
 
@@ -57,6 +58,20 @@ def training_job_cancel(request: HttpRequest, project_id: int, job_id: int) -> H
     )
     jobs.training_job_cancel(job=job)
     return redirect("training-job-page", project_id=project.pk, job_id=job.pk)
+
+
+@login_required
+@require_POST
+def training_job_use_for_routing(request: HttpRequest, project_id: int, job_id: int):
+    """The job page's "Use for routing" button: register the reward model, score the items,
+    and show the routing page, where the scoring's progress is."""
+    project = _project(request, project_id)
+    job = selectors.training_job_get_for_user(
+        user=request.user, job_id=job_id, project_id=project.pk
+    )
+    routing_scores.reward_routing_register(job=job, user=request.user)
+    messages.success(request, f"Training job {job.pk}'s reward model is scoring the items.")
+    return redirect("routing-project", project_id=project.pk)
 
 
 @login_required

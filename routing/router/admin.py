@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from routing.router import route
 from routing.router.models import (
     ItemFeatures,
+    RewardFeature,
     RouterModel,
     RoutingBudget,
     RoutingDecision,
@@ -99,6 +100,22 @@ class RoutingWorkAdmin(admin.ModelAdmin):
     list_display = ["project", "status", "again", "runs", "requested_at", "finished_at"]
     list_filter = ["status"]
     readonly_fields = [f.name for f in RoutingWork._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(RewardFeature)
+class RewardFeatureAdmin(admin.ModelAdmin):
+    """Reward models registered as router features (read-only: the "Use for routing" action
+    and its scoring task own them)."""
+
+    list_display = ["project", "model_key", "status", "scored", "total", "registered_at"]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in RewardFeature._meta.fields]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -591,3 +591,35 @@ def metadata_table(views: Iterable[ItemView]) -> pd.DataFrame:
         for view in views
     ]
     return pd.DataFrame.from_records(rows, index=[v.key for v in views])
+
+
+# A reward model's margins (``routing.router.reward_margins``; offline: ``simulate_routing
+# --rm-scores``). Not stored with the other features: they change when another model is
+# registered, not when the item does.
+REWARD_MODEL_FEATURES = ("rm_margin", "rm_vs_primary")
+
+
+def with_reward_margins(table: pd.DataFrame, margins: pd.Series | None) -> pd.DataFrame:
+    """``table`` with the reward-model features from signed margins ``score(A) - score(B)``
+    (per key; missing or NaN: not scored, and the features are NaN):
+
+    - ``rm_margin``: how sure the reward model is, ``|score(A) - score(B)|``; what a rule
+      thresholds (``rm_margin < 0.5 -> human``): a small margin is an item the model cannot
+      tell apart;
+    - ``rm_vs_primary``: the margin on the primary judge's side, ``+margin`` when the judge
+      picked A, ``-margin`` when B, NaN when the judge gave no A/B verdict: negative is a
+      reward model that disagrees with the judge, the signal that the judge may be wrong.
+
+    ``margins=None`` (no reward model) leaves both columns missing altogether.
+    """
+    if margins is None:
+        return table
+    out = table.copy()
+    signed = pd.Series(margins, dtype=float).reindex(out.index).to_numpy(dtype=float)
+    out["rm_margin"] = np.abs(signed)
+    if "primary_a" in out and "primary_b" in out:
+        side = out["primary_a"].to_numpy(dtype=float) - out["primary_b"].to_numpy(dtype=float)
+        out["rm_vs_primary"] = np.where(side != 0, signed * side, np.nan)
+    else:
+        out["rm_vs_primary"] = np.nan
+    return out

@@ -14,10 +14,11 @@ from django.db import transaction
 
 from annotation.models import Annotation, Item, Project
 from routing.router.config import RouterSettings
-from routing.router.features import FEATURE_VERSION, prompt_groups
+from routing.router.features import FEATURE_VERSION, prompt_groups, with_reward_margins
 from routing.router.models import RouterModel, RoutingDecision
 from routing.router.policies import LearnedPolicy
 from routing.router.policies.learned import judge_error_target
+from routing.router.reward_margins import reward_margins_get
 from routing.router.route import (
     item_features_get,
     item_row,
@@ -56,6 +57,9 @@ def training_set(
         index=[item.pk for item in items],
     )
     table = item_features_get(items=items, judges=judges)
+    # The reward model's margins, when one is registered (the model then learns from them).
+    margins = reward_margins_get(project=project, item_ids=list(table.index))
+    table = with_reward_margins(table, margins)
     groups = prompt_groups(item_view(item) for item in items)
     return table, target, groups
 

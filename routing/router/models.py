@@ -1,6 +1,7 @@
 """The router's data: policies, per-project budgets, stored item features, decisions and the
 learned policy's fitted models. (Judges and judge runs live in ``judge_models.py``.)"""
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -265,3 +266,58 @@ class RoutingWork(models.Model):
 
     def __str__(self) -> str:
         return f"routing work of {self.project_id}: {self.status}"
+
+
+class RewardFeature(models.Model):
+    """A trained reward model registered on a project as a router feature (``rm_margin``).
+
+    The model lives elsewhere (a training job of the exports app, which scores the items: see
+    ``exports.training.routing_scores``); routing keeps only what it needs to read the margins:
+    ``model_key`` names the scoring model (margins of another key are never read), and the
+    progress of the scoring. One per project: registering another model replaces it.
+    """
+
+    class Status(models.TextChoices):
+        SCORING = "scoring", "Scoring the items"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="reward_feature")
+    model_key = models.CharField(max_length=100, help_text="Which model's margins to read.")
+    training_job_id = models.PositiveIntegerField(
+        help_text="The reward-model training job (exports); an id, so routing needs no exports."
+    )
+    description = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.SCORING)
+    scored = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    registered_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"reward feature {self.model_key} of project {self.project_id} ({self.status})"
+
+
+class ItemRewardMargin(models.Model):
+    """One item's reward-model margin: ``score(A) - score(B)`` in the item's own letters.
+
+    Unique per (item, model): a scoring task that is retried or resumed overwrites, never adds.
+    """
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="reward_margins")
+    model_key = models.CharField(max_length=100)
+    margin = models.FloatField()
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "model_key"], name="item_reward_margin_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"rm margin {self.margin:.3f} of item {self.item_id} ({self.model_key})"

@@ -36,6 +36,7 @@ from routing.router.features import (
     features_table,
     metadata_table,
     prompt_languages,
+    with_reward_margins,
 )
 from routing.router.models import (
     ItemFeatures,
@@ -47,6 +48,7 @@ from routing.router.models import (
 )
 from routing.router.policies import BOTH, HUMAN, JUDGE, Policy, policy_build
 from routing.router.policies.base import RoutePlan
+from routing.router.reward_margins import reward_margins_get
 from tandem.errors import InvalidInput
 
 JUDGE_FIRST = ("judge_uncertainty", "learned")
@@ -271,6 +273,9 @@ def _plan(
     built = _policy_built(config)
     judges = config.judges or []
     table = item_features_get(items=items, judges=judges) if items else pd.DataFrame()
+    if items:  # a registered reward model's margins (rm_margin, rm_vs_primary), if any
+        margins = reward_margins_get(project=config.project, item_ids=list(table.index))
+        table = with_reward_margins(table, margins)
     budget = len(items) if remaining is None else remaining
     out: dict[int, tuple[str, float | None, str, bool]] = {}
     rest: list[Item] = []

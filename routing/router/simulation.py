@@ -32,6 +32,8 @@ Semantics (docs/routing.md):
   model or not, and each of four signals' direction).
 """
 
+import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -52,6 +54,7 @@ from routing.router.features import (
     metadata_table,
     normalised_prompt,
     prompt_groups,
+    with_reward_margins,
 )
 from routing.router.policies import LearnedPolicy, Policy, policy_build
 from routing.router.policies.base import stable_hash
@@ -83,6 +86,43 @@ def rows_read(path: Path | str) -> list[ItemRow]:
         except RowError as exc:
             raise InvalidInput(f"{path.name}, line {line}: {exc}") from None
     return out
+
+
+def rm_scores_read(path: Path | str, rows: Sequence[ItemRow]) -> pd.Series:
+    """A reward model's margins for ``simulate_routing --rm-scores``: JSON lines
+    ``{"external_id": ..., "rm_margin": score(A) - score(B)}`` (``bench/rm_scores_pandalm.py``
+    writes them). Raises InvalidInput naming the line of a bad row, an id given twice, or an id
+    that is not in the items' file. Items without a line have no margin (NaN), as unscored items
+    have in the router."""
+    path = Path(path)
+    known = {row.external_id for row in rows}
+    out: dict[str, float] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path.name}, line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(f"{where}: not JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise InvalidInput(f"{where}: expected an object with external_id and rm_margin")
+            item, margin = record.get("external_id"), record.get("rm_margin")
+            if not isinstance(item, str) or not item:
+                raise InvalidInput(f"{where}: external_id must be non-empty text")
+            if isinstance(margin, bool) or not isinstance(margin, int | float):
+                raise InvalidInput(f"{where}: rm_margin must be a number; got {margin!r}")
+            if not math.isfinite(margin):
+                raise InvalidInput(f"{where}: rm_margin must be finite; got {margin!r}")
+            if item not in known:
+                raise InvalidInput(f"{where}: external_id {item!r} is not in the items' file")
+            if item in out:
+                raise InvalidInput(f"{where}: external_id {item!r} given twice")
+            out[item] = float(margin)
+    if not out:
+        raise InvalidInput(f"{path.name}: no scores")
+    return pd.Series(out, dtype=float)
 
 
 def reference_of(row: ItemRow) -> tuple[str | None, str]:
@@ -245,8 +285,13 @@ def simulation_run(
     embeddings: bool = True,
     dedupe: bool = False,
     calibration: float = 0.1,
+    rm_margins: pd.Series | None = None,
 ) -> dict[str, Any]:
-    """Route ``rows`` with ``policy`` at each budget and score the result (module docstring)."""
+    """Route ``rows`` with ``policy`` at each budget and score the result (module docstring).
+
+    ``rm_margins`` (by external id, ``rm_scores_read``): a reward model's signed margins, added
+    as the router adds a registered model's (``features.with_reward_margins``); the ``--train``
+    file has none, so a model fitted there does not use them."""
     for budget in budgets:
         if not 0.0 <= budget <= 1.0:
             raise InvalidInput(f"budget {budget} is not a fraction between 0 and 1")
@@ -267,6 +312,8 @@ def simulation_run(
     table = features_table(
         [it.view for it in items], judges, embeddings=embeddings, language=language
     )
+    if rm_margins is not None:
+        table = with_reward_margins(table, rm_margins)
     metadata = metadata_table([it.view for it in items])
     scorer = Scorer(items, seed=seed)
     params = dict(params or {})

@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotation.selectors import project_get_for_user
-from routing.router import fitting, route, selectors
+from routing.router import fitting, reward_margins, route, selectors
 from routing.router.forms import RoutingPolicyForm
 from tandem.errors import ApplicationError
 
@@ -23,6 +23,7 @@ def _page_context(project, form) -> dict:
         "expected": fitting.project_expected_agreement(project=project),
         "routes": selectors.route_counts(project=project),
         "history": route.routing_policy_history(project=project)[:50],
+        "reward_feature": reward_margins.reward_feature_get(project=project),
     }
 
 

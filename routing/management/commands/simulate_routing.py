@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from routing.router.simulation import rows_read, simulation_run
+from routing.router.simulation import rm_scores_read, rows_read, simulation_run
 from tandem.errors import ApplicationError
 
 
@@ -91,6 +91,12 @@ class Command(BaseCommand):
             default=0.1,
             help="with --train: the share of FILE's items in its calibration slice",
         )
+        parser.add_argument(
+            "--rm-scores",
+            type=Path,
+            help="a reward model's margins, JSON lines {external_id, rm_margin: score(A) - "
+            "score(B)}: adds the rm_margin and rm_vs_primary features (learned, rules)",
+        )
         parser.add_argument("--folds", type=int, default=5)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--no-embeddings", action="store_true")
@@ -104,6 +110,7 @@ class Command(BaseCommand):
         try:
             rows = rows_read(opts["file"])
             train = rows_read(opts["train"]) if opts["train"] else None
+            rm_margins = rm_scores_read(opts["rm_scores"], rows) if opts["rm_scores"] else None
             runs = [
                 simulation_run(
                     rows,
@@ -118,6 +125,7 @@ class Command(BaseCommand):
                     embeddings=not opts["no_embeddings"],
                     dedupe=opts["dedupe"],
                     calibration=opts["calibration"],
+                    rm_margins=rm_margins,
                 )
                 for name in policies
             ]

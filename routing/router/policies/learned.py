@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from routing.router.features import OTHER_JUDGE_FEATURES
+from routing.router.features import OTHER_JUDGE_FEATURES, REWARD_MODEL_FEATURES
 from routing.router.policies.base import Policy, ranked_order, stable_hash
 from routing.router.policies.judge_uncertainty import (
     ALPHA,
@@ -91,6 +91,8 @@ LEARNED_FEATURES = (
     "others_pick_longer",
     # The judge_uncertainty policy's own score, so the model starts from what that policy knows.
     "judge_uncertainty",
+    # A registered reward model's margins (features.with_reward_margins); absent, unused.
+    *REWARD_MODEL_FEATURES,
 )
 DECISIVE = ("A", "B")
 # Feature groups, for the ``drop`` param and the ablation in docs/routing.md.
@@ -111,6 +113,7 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "other_judges": ("n_other_judges", *OTHER_JUDGE_FEATURES),
     "length_bias": ("primary_picks_longer", "others_pick_longer"),
     "judge_uncertainty": ("judge_uncertainty",),
+    "reward_model": REWARD_MODEL_FEATURES,
 }
 
 

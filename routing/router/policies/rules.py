@@ -7,6 +7,10 @@ quoted text, true/false/null or a list. Items that match no rule get ``default``
 Rules that send an item to people spend the budget in rule order; within a rule, the more
 uncertain judge verdict first, then a stable hash of the item (never the table's order). Once it
 is spent, such items fall back to the judge and their reason says so.
+
+A feature that is missing for an item (NaN: no reward model registered or the item not scored
+yet for ``rm_margin``, no tags, ...) matches no condition, ``!=`` included:
+``rm_margin < 0.5 -> human`` sends people only the items the reward model scored and found close.
 """
 
 import ast
@@ -142,11 +146,13 @@ class RulesPolicy(Policy):
         if default not in TARGETS:
             raise InvalidInput(f"rules: default {default!r} is not one of {', '.join(TARGETS)}")
         if known_features is None:
-            from routing.router.features import ItemView, item_features
+            from routing.router.features import REWARD_MODEL_FEATURES, ItemView, item_features
 
-            known_features = set(
-                item_features(ItemView(key="x", prompt="", candidates=["", ""]), ["j", "k"])
-            ) | {"embed_cosine"}
+            known_features = (
+                set(item_features(ItemView(key="x", prompt="", candidates=["", ""]), ["j", "k"]))
+                | {"embed_cosine"}
+                | set(REWARD_MODEL_FEATURES)
+            )
         self.rules = [parse_rule(raw, i, set(known_features)) for i, raw in enumerate(rules)]
         self.default = default
         self.params = {"rules": [r.text for r in self.rules], "default": default}
@@ -161,7 +167,11 @@ class RulesPolicy(Policy):
             source = metadata if rule.field.startswith("metadata.") else table
             if rule.field not in source:
                 continue
-            hit = rule.matches(source[rule.field]).reindex(table.index, fill_value=False)
+            column = source[rule.field]
+            hit = rule.matches(column)
+            if source is table:  # a missing feature (NaN: e.g. not scored yet) never matches
+                hit = hit & column.notna()
+            hit = hit.reindex(table.index, fill_value=False)
             first = first.mask((first == 0) & hit.astype(bool), number)
         return first
 
