@@ -37,7 +37,8 @@ import numpy as np
 import orjson
 import pandas as pd
 from django.db import connection, transaction
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from annotation.models import Annotation, Candidate, Item, Project
@@ -195,12 +196,22 @@ def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
         yield ids[start : start + size]
 
 
+def _in(field: str, ids: Sequence[int]) -> Q:
+    """``field`` is one of ``ids``: on PostgreSQL one array parameter (``unnest``), so that a
+    chunk's thousands of ids are not thousands of placeholders to build, send and parse."""
+    if _copy_supported():
+        return Q(
+            **{f"{field}__in": RawSQL("SELECT unnest(%s::bigint[])", ([int(i) for i in ids],))}
+        )
+    return Q(**{f"{field}__in": list(ids)})
+
+
 def item_views(ids: Sequence[int]) -> list[ItemView]:
     """``item_view`` of the items ``ids`` (in id order) from three queries of plain values: the
     items' texts and metadata, their candidates' texts, their current judge labels."""
     candidates: dict[int, list[str]] = {}
     for item_id, text in (
-        Candidate.objects.filter(item_id__in=ids)
+        Candidate.objects.filter(_in("item_id", ids))
         .order_by("item_id", "position")
         .values_list("item_id", "text")
     ):
@@ -208,7 +219,7 @@ def item_views(ids: Sequence[int]) -> list[ItemView]:
     labels: dict[int, list[JudgeLabel]] = {}
     for item_id, judge, payload, order, confidence in (
         Annotation.objects.filter(
-            item_id__in=ids, source=Annotation.Source.JUDGE, superseded_by__isnull=True
+            _in("item_id", ids), source=Annotation.Source.JUDGE, superseded_by__isnull=True
         )
         .order_by("id")
         .values_list("item_id", "judge", "payload", "order", "confidence")
@@ -230,7 +241,7 @@ def item_views(ids: Sequence[int]) -> list[ItemView]:
             metadata=metadata or {},
             judge_labels=labels.get(pk, []),
         )
-        for pk, prompt, messages, metadata in Item.objects.filter(pk__in=ids)
+        for pk, prompt, messages, metadata in Item.objects.filter(_in("id", ids))
         .order_by("id")
         .values_list("id", "prompt", "messages", "metadata")
     ]
@@ -264,7 +275,7 @@ def views_features(*, views: Sequence[ItemView], judges: Sequence[str]) -> pd.Da
     stored = {
         item_id: (signature, values)
         for item_id, signature, values in ItemFeatures.objects.filter(
-            item_id__in=keys, version=FEATURE_VERSION
+            _in("item_id", keys), version=FEATURE_VERSION
         ).values_list("item_id", "signature", "values")
     }
     stale = [
@@ -546,7 +557,7 @@ def items_route_enter(item_ids: Sequence[int], targets: Sequence[str]) -> None:
     forbidden edge is a bug and raises."""
     if not len(item_ids):
         return
-    current = dict(Item.objects.filter(pk__in=item_ids).values_list("id", "route"))
+    current = dict(Item.objects.filter(_in("id", item_ids)).values_list("id", "route"))
     here = np.array([current[i] for i in item_ids], dtype=object)
     there = np.asarray(targets, dtype=object)
     edges = here + ">" + there
@@ -559,7 +570,7 @@ def items_route_enter(item_ids: Sequence[int], targets: Sequence[str]) -> None:
     for target in (HUMAN, JUDGE, BOTH):
         chosen = ids[moves & (there == target)]
         if len(chosen):
-            Item.objects.filter(pk__in=chosen.tolist()).update(route=target)
+            Item.objects.filter(_in("id", chosen.tolist())).update(route=target)
 
 
 def _budget_locked(project: Project) -> RoutingBudget:
@@ -599,7 +610,7 @@ def _route(
             rows = []
             for chunk in _chunks(ids):
                 rows += RoutingDecision.objects.filter(
-                    item_id__in=chunk, superseded_by__isnull=True
+                    _in("item_id", chunk), superseded_by__isnull=True
                 ).values_list("item_id", "id", "target", "score", "calibration")
             previous = pd.DataFrame(
                 rows, columns=["item_id", "id", "target", "score", "calibration"]
