@@ -350,7 +350,37 @@ def _numpy(array: Any, dtype: Any = float) -> np.ndarray:
 
 
 def _flat_words(lowered: Any) -> tuple[np.ndarray, Any]:
-    """(doc index, word) for every word of lower-cased texts, computed in Arrow."""
+    """(doc index, word) for every word of lower-cased texts: cut on bytes for ASCII texts (runs
+    of [a-z0-9_], slices of the texts' own buffer), by ``_flat_words_regex`` for the others."""
+    import pyarrow as pa
+
+    data, offsets = _utf8(lowered)
+    wide = _per_text(data >= 128, offsets) > 0
+    if wide.all():
+        return _flat_words_regex(lowered)
+    body, relative = data[offsets[0] : offsets[-1]], offsets - offsets[0]
+    word = _BYTE_WORD[body]
+    cut = np.zeros(len(body) + 1, dtype=bool)  # where a text starts or ends, or a word
+    cut[relative] = True
+    cut[1:-1] |= word[1:] != word[:-1]
+    bounds = np.flatnonzero(cut)
+    starts = bounds[:-1]
+    doc = np.searchsorted(relative, starts, "right") - 1
+    keep = word[starts] & ~wide[doc]
+    segments = pa.LargeStringArray.from_buffers(
+        len(starts), pa.py_buffer(bounds.astype(np.int64)), pa.py_buffer(body)
+    )
+    docs, words = doc[keep], segments.filter(pa.array(keep))
+    if wide.any():
+        at = np.flatnonzero(wide)
+        wide_docs, wide_words = _flat_words_regex(lowered.filter(pa.array(wide)))
+        docs = np.concatenate((docs, at[wide_docs]))
+        words = pa.concat_arrays([words, wide_words])
+    return docs, words
+
+
+def _flat_words_regex(lowered: Any) -> tuple[np.ndarray, Any]:
+    """(doc index, word) for every word of lower-cased texts, computed in Arrow (RE2)."""
     import pyarrow.compute as pc
 
     spaced = pc.replace_substring_regex(lowered, _RE2_NON_WORD, " ")
@@ -391,6 +421,68 @@ def _shared(left: tuple[np.ndarray, int], right: tuple[np.ndarray, int], n: int)
     return np.bincount(both // left[1], minlength=n).astype(float)
 
 
+# Byte classes of ASCII text: word characters ([A-Za-z0-9_]), RE2's \s ([\t\n\f\r ]), letters.
+_BYTE_WORD = np.zeros(256, dtype=bool)
+_BYTE_WORD[[*range(48, 58), *range(65, 91), *range(97, 123), 95]] = True
+_BYTE_SPACE = np.zeros(256, dtype=bool)
+_BYTE_SPACE[[9, 10, 12, 13, 32]] = True
+_BYTE_LETTER = np.zeros(256, dtype=bool)
+_BYTE_LETTER[[*range(65, 91), *range(97, 123)]] = True
+
+
+def _utf8(texts: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes of an Arrow large-string array and its n + 1 offsets into them."""
+    import pyarrow as pa
+
+    if texts.type != pa.large_string():
+        texts = texts.cast(pa.large_string())
+    _, offsets, data = texts.buffers()
+    starts = np.frombuffer(offsets, dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
+    return (
+        np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    ), starts
+
+
+def _per_text(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """How many of each text's bytes are flagged."""
+    return np.diff(np.searchsorted(np.flatnonzero(flags), offsets)).astype(float)
+
+
+def _ascii_or(texts: Any, on_ascii: np.ndarray, regex_counts: Any) -> np.ndarray:
+    """Counts computed on bytes (``on_ascii``) where a text is pure ASCII, and by the RE2 kernel
+    ``regex_counts`` on the others, where Unicode classes matter: the same numbers either way."""
+    data, offsets = _utf8(texts)
+    wide = _per_text(data >= 128, offsets) > 0
+    out = on_ascii.copy()
+    if wide.any():
+        out[wide] = regex_counts(texts.filter(wide))
+    return out
+
+
+def _token_counts(texts: Any) -> np.ndarray:
+    """``count_substring_regex(texts, _RE2_TOKEN)``: runs of word characters plus single other
+    non-space characters, counted on bytes for ASCII texts."""
+    import pyarrow.compute as pc
+
+    data, offsets = _utf8(texts)
+    word = _BYTE_WORD[data]
+    before = np.concatenate(([False], word[:-1]))
+    starts = offsets[:-1][offsets[:-1] < len(data)]
+    before[starts] = False  # a text's first byte follows nothing
+    on_ascii = _per_text(word & ~before, offsets) + _per_text(~word & ~_BYTE_SPACE[data], offsets)
+    return _ascii_or(
+        texts, on_ascii, lambda wide: _numpy(pc.count_substring_regex(wide, _RE2_TOKEN))
+    )
+
+
+def _letter_counts(texts: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Letters (``\\pL``) and ASCII letters per text, on bytes for ASCII texts."""
+    data, offsets = _utf8(texts)
+    ascii_letters = _per_text(_BYTE_LETTER[data], offsets)
+    letters = _ascii_or(texts, ascii_letters, lambda wide: _length_without(wide, r"[^\pL]+"))
+    return letters, ascii_letters
+
+
 def _length_without(texts: Any, pattern: str) -> np.ndarray:
     """Characters left once every run matching ``pattern`` is removed."""
     import pyarrow.compute as pc
@@ -423,23 +515,22 @@ def lexical_table(views: Sequence[ItemView]) -> pd.DataFrame:
     a = _strings([v.candidates[0] if v.candidates else "" for v in views])
     b = _strings([v.candidates[1] if len(v.candidates) > 1 else "" for v in views])
     low_p, low_a, low_b = pc.utf8_lower(prompt), pc.utf8_lower(a), pc.utf8_lower(b)
-    ta = _numpy(pc.count_substring_regex(low_a, _RE2_TOKEN))
-    tb = _numpy(pc.count_substring_regex(low_b, _RE2_TOKEN))
+    ta, tb = _token_counts(low_a), _token_counts(low_b)
     wa, wb, wp = _word_sets([low_a, low_b, low_p])
     na, nb = _per_doc(wa, n), _per_doc(wb, n)
     both_ab = _shared(wa, wb, n)
     union = na + nb - both_ab
     trim_a, trim_b = pc.utf8_trim_whitespace(a), pc.utf8_trim_whitespace(b)
     both = pc.binary_join_element_wise(a, b, _strings(["\n"])[0])
-    letters = _length_without(both, r"[^\pL]+") + _length_without(prompt, r"[^\pL]+")[pid]
-    ascii_letters = (
-        _length_without(both, r"[^A-Za-z]+") + _length_without(prompt, r"[^A-Za-z]+")[pid]
-    )
+    letters_both, ascii_both = _letter_counts(both)
+    letters_prompt, ascii_prompt = _letter_counts(prompt)
+    letters = letters_both + letters_prompt[pid]
+    ascii_letters = ascii_both + ascii_prompt[pid]
     prompt_code = _numpy(pc.match_substring_regex(prompt, _RE2_CODE), bool)[pid]
     with np.errstate(divide="ignore", invalid="ignore"):
         table = pd.DataFrame(
             {
-                "prompt_tokens": _numpy(pc.count_substring_regex(low_p, _RE2_TOKEN))[pid],
+                "prompt_tokens": _token_counts(low_p)[pid],
                 "a_tokens": ta,
                 "b_tokens": tb,
                 "len_diff": ta - tb,

@@ -173,3 +173,36 @@ def test_languages_of_many_prompts_at_once_are_py3langids_one_by_one():
     assert features._natural_texts(features._strings(texts)).to_pylist() == [
         features._natural_text(text) for text in texts
     ]
+
+
+def test_byte_counts_of_ascii_texts_are_the_regex_counts():
+    """Tokens, letters and words are counted on bytes for ASCII texts and by RE2 for the others:
+    the same numbers as RE2 over all of them, whatever the mix."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    texts = features._strings(
+        [
+            "",
+            "plain ascii, with punctuation!! and __under_scores__ 3.14",
+            "tabs\tand\x0bvertical\x0cfeeds\r\nand lines",
+            "héllo wörld, ünïcode",
+            "日本語のテキスト、句読点。",
+            "   ",
+            "x²+y³ = z",
+            "emoji 😀 ok",
+            "end",
+        ]
+    ).slice(1)  # a slice: offsets that do not start at zero
+    lowered = pc.utf8_lower(texts)
+    assert list(features._token_counts(lowered)) == list(
+        features._numpy(pc.count_substring_regex(lowered, features._RE2_TOKEN))
+    )
+    letters, ascii_letters = features._letter_counts(texts)
+    assert list(letters) == list(features._length_without(texts, r"[^\pL]+"))
+    assert list(ascii_letters) == list(features._length_without(texts, r"[^A-Za-z]+"))
+    docs, words = features._flat_words(lowered)
+    regex_docs, regex_words = features._flat_words_regex(lowered)
+    pairs = sorted(zip(docs.tolist(), words.to_pylist(), strict=True))
+    regex_pairs = zip(np.asarray(regex_docs).tolist(), regex_words.to_pylist(), strict=True)
+    assert pairs == sorted(regex_pairs)
