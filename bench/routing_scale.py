@@ -111,6 +111,11 @@ def live_route(slug: str) -> dict:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tandem.settings")
     django.setup()
+    from django.conf import settings
+
+    # As the simulation runs (--no-embeddings): the embedding extra's MiniLM, when installed,
+    # costs 1-2 ms of CPU per candidate, minutes for 100,000 items on two cores.
+    settings.TANDEM_ROUTER = {**getattr(settings, "TANDEM_ROUTER", {}), "embeddings": False}
     import joblib
 
     from annotation.models import Item, Project

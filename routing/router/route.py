@@ -43,6 +43,7 @@ from django.utils import timezone
 
 from annotation.models import Annotation, Candidate, Item, Project
 from annotation.rows import CandidateRow, ItemRow, LabelRow
+from routing.router.config import RouterSettings
 from routing.router.features import (
     FEATURE_VERSION,
     ItemView,
@@ -247,17 +248,18 @@ def item_views(ids: Sequence[int]) -> list[ItemView]:
     ]
 
 
-def _signature(view: ItemView, judges: Sequence[str]) -> str:
-    """What the stored features came from besides the item itself: judge labels and LLM tags."""
+def _signature(view: ItemView, judges: Sequence[str], *, embeddings: bool = True) -> str:
+    """What the stored features came from besides the item itself: judge labels and LLM tags
+    (and that the embedding was left out, when it was)."""
     tags = (view.metadata or {}).get("tags")
-    blob = repr(
-        (
-            list(judges),
-            [(j.judge, j.choice, j.order, j.confidence) for j in view.judge_labels],
-            sorted(tags.items()) if isinstance(tags, dict) else tags,
-        )
+    parts: tuple[Any, ...] = (
+        list(judges),
+        [(j.judge, j.choice, j.order, j.confidence) for j in view.judge_labels],
+        sorted(tags.items()) if isinstance(tags, dict) else tags,
     )
-    return hashlib.sha256(blob.encode()).hexdigest()
+    if not embeddings:
+        parts += ("no embeddings",)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
 def item_features_get(*, items: Sequence[Item], judges: Sequence[str]) -> pd.DataFrame:
@@ -271,7 +273,8 @@ def views_features(*, views: Sequence[ItemView], judges: Sequence[str]) -> pd.Da
     (new judge labels or tags, another feature version) computed in one vectorised pass and
     stored in bulk (``_features_write``). One row per view, in order."""
     keys = [v.key for v in views]
-    signatures = [_signature(v, judges) for v in views]
+    embeddings = RouterSettings.load().embeddings
+    signatures = [_signature(v, judges, embeddings=embeddings) for v in views]
     stored = {
         item_id: (signature, values)
         for item_id, signature, values in ItemFeatures.objects.filter(
@@ -287,7 +290,7 @@ def views_features(*, views: Sequence[ItemView], judges: Sequence[str]) -> pd.Da
     if stale:
         views_stale = [views[i] for i in stale]
         languages = languages_detected(views_stale)
-        computed = features_table(views_stale, judges, languages=languages)
+        computed = features_table(views_stale, judges, embeddings=embeddings, languages=languages)
         _features_write(computed, languages["code"], [signatures[i] for i in stale], judges)
         parts.append(computed)
     if len(stale) < len(views):
