@@ -553,14 +553,17 @@ ROUTE_EDGES = {
 _EDGES = {f"{here}>{there}" for here, theres in ROUTE_EDGES.items() for there in theres}
 
 
-def items_route_enter(item_ids: Sequence[int], targets: Sequence[str]) -> None:
+def items_route_enter(
+    item_ids: Sequence[int], targets: Sequence[str], current: dict[int, str] | None = None
+) -> None:
     """Set ``Item.route`` of each item to its target: the one place routing writes it (one read
     and at most one update per target). Runs under the budget's row lock (every routing of the
     project does), so the routes it checks the edges against cannot change meanwhile; a
-    forbidden edge is a bug and raises."""
+    forbidden edge is a bug and raises. ``current``: the items' routes, read under that lock."""
     if not len(item_ids):
         return
-    current = dict(Item.objects.filter(_in("id", item_ids)).values_list("id", "route"))
+    if current is None:
+        current = dict(Item.objects.filter(_in("id", item_ids)).values_list("id", "route"))
     here = np.array([current[i] for i in item_ids], dtype=object)
     there = np.asarray(targets, dtype=object)
     edges = here + ">" + there
@@ -604,7 +607,8 @@ def _route(
             queryset = queryset.filter(pk__in=item_ids)
         if not reroute:
             queryset = queryset.filter(route=Item.Route.UNROUTED)
-        ids = list(queryset.order_by("id").values_list("id", flat=True))
+        routes = dict(queryset.order_by("id").values_list("id", "route"))
+        ids = list(routes)
         n_items = Item.objects.filter(project=project).count()
         limit = config.budget_limit(n_items)
         remaining = None if limit is None else max(limit - budget.spent, 0)
@@ -674,7 +678,7 @@ def _route(
         for chunk in _chunks(ids):
             part = frame.loc[list(chunk)]
             _decisions_write(decisions, part)
-            items_route_enter(chunk, part["target"].tolist())
+            items_route_enter(chunk, part["target"].tolist(), routes)
             done += len(chunk)
             if len(ids) > ROUTE_CHUNK:
                 logger.info("routing project %s: %d of %d items routed", project.pk, done, len(ids))
