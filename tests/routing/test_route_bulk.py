@@ -196,3 +196,16 @@ def test_queries_grow_with_chunks_not_items(monkeypatch, django_assert_max_num_q
     monkeypatch.setattr(route, "ROUTE_CHUNK", 1000)
     with django_assert_max_num_queries(one_chunk):
         route.project_route(project=project)
+
+
+@pytest.mark.django_db
+def test_embeddings_switched_off_are_left_out_and_recorded(settings):
+    settings.TANDEM_ROUTER = {"embeddings": False}
+    project, items = _project(5)
+    route.project_route(project=project)
+    stored = ItemFeatures.objects.get(item=items[1])
+    assert stored.values["embed_cosine"] is None
+    view = route.item_views([items[1].pk])[0]
+    assert stored.signature == route._signature(view, JUDGES, embeddings=False)
+    # Switched on again, the features no longer match what they were computed with.
+    assert stored.signature != route._signature(view, JUDGES)
