@@ -144,7 +144,7 @@ class RouteView(APIView):
     def post(self, request: Request, project_id: int) -> Response:
         project = project_get_for_user(user=request.user, project_id=project_id, manage=True)
         result = loop.project_route_now(project=project)
-        return Response({"routed": len(result.decisions), "targets": result.counts()})
+        return Response({"routed": result.n_routed, "targets": result.counts()})
 
 
 class ItemDecisionsView(APIView):

@@ -20,3 +20,6 @@ class RouterSettings(SettingGroup):
     min_training_items: int = 30
     # Retrain after this many new calibration items got their human label.
     retrain_every: int = 25
+    # The candidates' embedding similarity (``embed_cosine``) when the ``embeddings`` extra is
+    # installed: about 1-2 ms of CPU per candidate, far the largest cost of routing many items.
+    embeddings: bool = True

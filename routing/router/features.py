@@ -172,11 +172,129 @@ def prompt_language(text: str) -> tuple[str, float]:
     Code is left out first; with fewer than ``MIN_LANGUAGE_WORDS`` words of letters left (empty,
     code only, "hi") the answer is ``("und", 0.0)`` rather than a guess.
     """
-    natural = _natural_text(text or "")
-    if len(_LETTER_WORD.findall(natural)) < MIN_LANGUAGE_WORDS and not _mostly_ideographic(natural):
-        return UNDETERMINED, 0.0
-    code, probability = _language_identifier().classify(natural)
-    return str(code), float(probability)
+    return prompt_languages_detected([text])[0]
+
+
+def prompt_languages_detected(texts: Sequence[str]) -> list[tuple[str, float]]:
+    """``prompt_language`` of many texts at once: py3langid's model applied to all texts together
+    (``_language_scores``), its byte-by-byte walk advanced for every text in one numpy step, so
+    the cost per text is a few microseconds instead of a Python loop over its bytes."""
+    import pyarrow.compute as pc
+
+    out: list[tuple[str, float]] = [(UNDETERMINED, 0.0)] * len(texts)
+    if not texts:
+        return out
+    natural = _natural_texts(_strings([text or "" for text in texts]))
+    words = _numpy(pc.count_substring_regex(natural, _RE2_LETTER_WORD), np.int64)
+    ideographs = _numpy(pc.count_substring_regex(natural, _RE2_IDEOGRAPH), np.int64)
+    positions = np.flatnonzero((words >= MIN_LANGUAGE_WORDS) | (ideographs >= 4)).tolist()
+    if not positions:
+        return out
+    identifier = _language_identifier()
+    chosen = natural.take(positions).to_pylist()
+    scores = _language_scores([identifier._encode(text) for text in chosen])
+    best = scores.argmax(axis=1)
+    confidence = scores[np.arange(len(best)), best]
+    classes = identifier.nb_classes
+    for i, b, c in zip(positions, best.tolist(), confidence.tolist(), strict=True):
+        out[i] = (str(classes[b]), float(c))
+    return out
+
+
+# ``_natural_text``, ``_LETTER_WORD`` and ``_mostly_ideographic`` in RE2 over many texts: Python's
+# Unicode \s, \w and \b spelled out (RE2's are ASCII), lines split where str.splitlines splits.
+_RE2_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f\x{85}\pZ]"
+_RE2_NON_SPACE = r"[^\t\n\x0b\x0c\r\x1c-\x1f\x{85}\pZ]"
+_RE2_LINE_BREAK = r"\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x{85}\x{2028}\x{2029}]"
+_RE2_FENCED = r"(?s)```.*?(?:```|\z)"
+_RE2_INLINE_CODE = r"`[^`\n]+`"
+_RE2_CODE_LINE = (
+    rf"^{_RE2_SPACE}{{2,}}{_RE2_NON_SPACE}|[;{{}}]{_RE2_SPACE}*$"
+    rf"|^{_RE2_SPACE}*(?:def|class|import|return|elif|except|function|public|private)"
+    r"(?:[^\pL\pN_]|$)"
+    r"|[=<>!]=|=>|->|[\pL\pN_]\(.*\)"
+    rf"|^{_RE2_SPACE}*(?://|/\*|#!|#include)"
+)
+_RE2_LETTER_WORD = r"[\pL\p{Nl}\p{No}]{2,}"
+_RE2_IDEOGRAPH = r"[\x{3040}-\x{9fff}\x{ac00}-\x{d7af}]"
+
+
+def _natural_texts(texts: Any) -> Any:
+    """``_natural_text`` of an Arrow array of texts, in Arrow: code blocks and inline code out,
+    then the lines that look like code (``_CODE_LINE``), lines joined again by newlines."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.replace_substring_regex(texts, _RE2_FENCED, " ")
+    text = pc.replace_substring_regex(text, _RE2_INLINE_CODE, " ")
+    # str.splitlines drops the break that ends the text, and gives no line for an empty text.
+    text = pc.replace_substring_regex(text, rf"(?:{_RE2_LINE_BREAK})\z", "")
+    lines = pc.split_pattern_regex(text, _RE2_LINE_BREAK)
+    flat = pc.list_flatten(lines)
+    parents = pc.list_parent_indices(lines)
+    keep = pc.invert(pc.match_substring_regex(flat, _RE2_CODE_LINE))
+    kept = pc.filter(flat, keep)
+    counts = np.bincount(_numpy(pc.filter(parents, keep), np.int64), minlength=len(texts))
+    offsets = pa.array(np.concatenate(([0], np.cumsum(counts))), type=pa.int64())
+    separator = pa.scalar("\n", type=pa.large_string())
+    return pc.binary_join(pa.LargeListArray.from_arrays(offsets, kept), separator)
+
+
+@lru_cache(maxsize=1)
+def _language_model() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """py3langid's automaton and naive Bayes tables as numpy arrays (next state, row offsets,
+    feature per state, per-feature log-probabilities as float32)."""
+    identifier = _language_identifier()
+    nextmove = np.frombuffer(identifier.tk_nextmove, dtype=np.uint32).astype(np.int64)
+    rowbase = np.asarray(identifier._rowbase, dtype=np.int64)
+    output = np.asarray(identifier.tk_output, dtype=np.int64)
+    return nextmove, rowbase, output, np.asarray(identifier.nb_ptc, dtype=np.float32)
+
+
+def _language_scores(encoded: Sequence[bytes]) -> np.ndarray:
+    """py3langid's normalised class probabilities (``LanguageIdentifier._decide``) of many
+    encoded texts: the automaton walks every text at once (step ``j`` reads byte ``j`` of the
+    texts that long), the features it emits are counted into one sparse matrix, and one sparse
+    product scores them all. The same model and arithmetic as py3langid (float32), summed in
+    another order."""
+    from scipy import sparse
+
+    identifier = _language_identifier()
+    nextmove, rowbase, output, ptc = _language_model()
+    n = len(encoded)
+    lengths = np.fromiter((len(b) for b in encoded), dtype=np.int64, count=n)
+    flat = np.frombuffer(b"".join(encoded), dtype=np.uint8).astype(np.int64)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    order = np.argsort(-lengths, kind="stable")  # longest first: the texts still walking lead
+    starts_sorted = starts[order]
+    # active[j]: how many texts have a byte j (a prefix of the longest-first order)
+    active = np.searchsorted(-lengths[order], -np.arange(int(lengths.max(initial=0))), "left")
+    state = np.zeros(n, dtype=np.int64)
+    docs, feats = [], []
+    for j, k in enumerate(active.tolist()):
+        here = nextmove[rowbase[state[:k]] + flat[starts_sorted[:k] + j]]
+        state[:k] = here
+        emitted = output[here]
+        hit = np.flatnonzero(emitted >= 0)
+        docs.append(hit)
+        feats.append(emitted[hit])
+    rows = order[np.concatenate(docs)] if docs else np.zeros(0, dtype=np.int64)
+    cols = np.concatenate(feats) if feats else np.zeros(0, dtype=np.int64)
+    counts = sparse.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, ptc.shape[0])
+    )
+    counts.sum_duplicates()
+    counts.data = np.log1p(counts.data)
+    scores = np.asarray(counts @ ptc, dtype=np.float32) + identifier.nb_pc
+    scores[np.diff(counts.indptr) == 0] = 0.0  # no features: uniform (py3langid abstains)
+    scale = (1.0 / np.sqrt(np.maximum(lengths, 1))).astype(np.float32)
+    scores *= scale[:, None]
+    np.exp(scores - scores.max(axis=1, keepdims=True), out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    for i, j in identifier._alias_pairs:  # aliased columns (srl -> sr) folded as py3langid does
+        scores[:, i] += scores[:, j]
+        scores[:, j] = 0.0
+    return scores
 
 
 def _mostly_ideographic(text: str) -> bool:
@@ -232,7 +350,37 @@ def _numpy(array: Any, dtype: Any = float) -> np.ndarray:
 
 
 def _flat_words(lowered: Any) -> tuple[np.ndarray, Any]:
-    """(doc index, word) for every word of lower-cased texts, computed in Arrow."""
+    """(doc index, word) for every word of lower-cased texts: cut on bytes for ASCII texts (runs
+    of [a-z0-9_], slices of the texts' own buffer), by ``_flat_words_regex`` for the others."""
+    import pyarrow as pa
+
+    data, offsets = _utf8(lowered)
+    wide = _per_text(data >= 128, offsets) > 0
+    if wide.all():
+        return _flat_words_regex(lowered)
+    body, relative = data[offsets[0] : offsets[-1]], offsets - offsets[0]
+    word = _BYTE_WORD[body]
+    cut = np.zeros(len(body) + 1, dtype=bool)  # where a text starts or ends, or a word
+    cut[relative] = True
+    cut[1:-1] |= word[1:] != word[:-1]
+    bounds = np.flatnonzero(cut)
+    starts = bounds[:-1]
+    doc = np.searchsorted(relative, starts, "right") - 1
+    keep = word[starts] & ~wide[doc]
+    segments = pa.LargeStringArray.from_buffers(
+        len(starts), pa.py_buffer(bounds.astype(np.int64)), pa.py_buffer(body)
+    )
+    docs, words = doc[keep], segments.filter(pa.array(keep))
+    if wide.any():
+        at = np.flatnonzero(wide)
+        wide_docs, wide_words = _flat_words_regex(lowered.filter(pa.array(wide)))
+        docs = np.concatenate((docs, at[wide_docs]))
+        words = pa.concat_arrays([words, wide_words])
+    return docs, words
+
+
+def _flat_words_regex(lowered: Any) -> tuple[np.ndarray, Any]:
+    """(doc index, word) for every word of lower-cased texts, computed in Arrow (RE2)."""
     import pyarrow.compute as pc
 
     spaced = pc.replace_substring_regex(lowered, _RE2_NON_WORD, " ")
@@ -273,6 +421,68 @@ def _shared(left: tuple[np.ndarray, int], right: tuple[np.ndarray, int], n: int)
     return np.bincount(both // left[1], minlength=n).astype(float)
 
 
+# Byte classes of ASCII text: word characters ([A-Za-z0-9_]), RE2's \s ([\t\n\f\r ]), letters.
+_BYTE_WORD = np.zeros(256, dtype=bool)
+_BYTE_WORD[[*range(48, 58), *range(65, 91), *range(97, 123), 95]] = True
+_BYTE_SPACE = np.zeros(256, dtype=bool)
+_BYTE_SPACE[[9, 10, 12, 13, 32]] = True
+_BYTE_LETTER = np.zeros(256, dtype=bool)
+_BYTE_LETTER[[*range(65, 91), *range(97, 123)]] = True
+
+
+def _utf8(texts: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes of an Arrow large-string array and its n + 1 offsets into them."""
+    import pyarrow as pa
+
+    if texts.type != pa.large_string():
+        texts = texts.cast(pa.large_string())
+    _, offsets, data = texts.buffers()
+    starts = np.frombuffer(offsets, dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
+    return (
+        np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    ), starts
+
+
+def _per_text(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """How many of each text's bytes are flagged."""
+    return np.diff(np.searchsorted(np.flatnonzero(flags), offsets)).astype(float)
+
+
+def _ascii_or(texts: Any, on_ascii: np.ndarray, regex_counts: Any) -> np.ndarray:
+    """Counts computed on bytes (``on_ascii``) where a text is pure ASCII, and by the RE2 kernel
+    ``regex_counts`` on the others, where Unicode classes matter: the same numbers either way."""
+    data, offsets = _utf8(texts)
+    wide = _per_text(data >= 128, offsets) > 0
+    out = on_ascii.copy()
+    if wide.any():
+        out[wide] = regex_counts(texts.filter(wide))
+    return out
+
+
+def _token_counts(texts: Any) -> np.ndarray:
+    """``count_substring_regex(texts, _RE2_TOKEN)``: runs of word characters plus single other
+    non-space characters, counted on bytes for ASCII texts."""
+    import pyarrow.compute as pc
+
+    data, offsets = _utf8(texts)
+    word = _BYTE_WORD[data]
+    before = np.concatenate(([False], word[:-1]))
+    starts = offsets[:-1][offsets[:-1] < len(data)]
+    before[starts] = False  # a text's first byte follows nothing
+    on_ascii = _per_text(word & ~before, offsets) + _per_text(~word & ~_BYTE_SPACE[data], offsets)
+    return _ascii_or(
+        texts, on_ascii, lambda wide: _numpy(pc.count_substring_regex(wide, _RE2_TOKEN))
+    )
+
+
+def _letter_counts(texts: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Letters (``\\pL``) and ASCII letters per text, on bytes for ASCII texts."""
+    data, offsets = _utf8(texts)
+    ascii_letters = _per_text(_BYTE_LETTER[data], offsets)
+    letters = _ascii_or(texts, ascii_letters, lambda wide: _length_without(wide, r"[^\pL]+"))
+    return letters, ascii_letters
+
+
 def _length_without(texts: Any, pattern: str) -> np.ndarray:
     """Characters left once every run matching ``pattern`` is removed."""
     import pyarrow.compute as pc
@@ -305,23 +515,22 @@ def lexical_table(views: Sequence[ItemView]) -> pd.DataFrame:
     a = _strings([v.candidates[0] if v.candidates else "" for v in views])
     b = _strings([v.candidates[1] if len(v.candidates) > 1 else "" for v in views])
     low_p, low_a, low_b = pc.utf8_lower(prompt), pc.utf8_lower(a), pc.utf8_lower(b)
-    ta = _numpy(pc.count_substring_regex(low_a, _RE2_TOKEN))
-    tb = _numpy(pc.count_substring_regex(low_b, _RE2_TOKEN))
+    ta, tb = _token_counts(low_a), _token_counts(low_b)
     wa, wb, wp = _word_sets([low_a, low_b, low_p])
     na, nb = _per_doc(wa, n), _per_doc(wb, n)
     both_ab = _shared(wa, wb, n)
     union = na + nb - both_ab
     trim_a, trim_b = pc.utf8_trim_whitespace(a), pc.utf8_trim_whitespace(b)
     both = pc.binary_join_element_wise(a, b, _strings(["\n"])[0])
-    letters = _length_without(both, r"[^\pL]+") + _length_without(prompt, r"[^\pL]+")[pid]
-    ascii_letters = (
-        _length_without(both, r"[^A-Za-z]+") + _length_without(prompt, r"[^A-Za-z]+")[pid]
-    )
+    letters_both, ascii_both = _letter_counts(both)
+    letters_prompt, ascii_prompt = _letter_counts(prompt)
+    letters = letters_both + letters_prompt[pid]
+    ascii_letters = ascii_both + ascii_prompt[pid]
     prompt_code = _numpy(pc.match_substring_regex(prompt, _RE2_CODE), bool)[pid]
     with np.errstate(divide="ignore", invalid="ignore"):
         table = pd.DataFrame(
             {
-                "prompt_tokens": _numpy(pc.count_substring_regex(low_p, _RE2_TOKEN))[pid],
+                "prompt_tokens": _token_counts(low_p)[pid],
                 "a_tokens": ta,
                 "b_tokens": tb,
                 "len_diff": ta - tb,
@@ -370,18 +579,37 @@ def language_features(prompt: str) -> dict[str, float]:
 
 
 def language_table(views: Sequence[ItemView]) -> pd.DataFrame:
-    """``lang_en`` and ``lang_confidence`` per item. py3langid runs once per distinct prompt
-    (about 0.1-0.2 ms each): the one per-text Python step of the features, and optional."""
+    """``lang_en`` and ``lang_confidence`` per item (``prompt_languages_detected``, once per
+    distinct prompt)."""
+    return language_columns(languages_detected(views))
+
+
+def languages_detected(views: Sequence[ItemView]) -> pd.DataFrame:
+    """Per item, its prompt's language ``code`` (``und``: undetermined) and py3langid's
+    ``probability``, detected once per distinct prompt and all prompts together."""
     texts = [prompt_text(v) for v in views]
-    known = {text: language_features(text) for text in dict.fromkeys(texts)}
-    return pd.DataFrame.from_records([known[t] for t in texts], index=[v.key for v in views])
+    distinct = list(dict.fromkeys(texts))
+    known = dict(zip(distinct, prompt_languages_detected(distinct), strict=True))
+    return pd.DataFrame.from_records(
+        [known[t] for t in texts], index=[v.key for v in views], columns=["code", "probability"]
+    )
+
+
+def language_columns(detected: pd.DataFrame) -> pd.DataFrame:
+    """``language_features`` of every row of ``languages_detected``."""
+    undetermined = detected["code"] == UNDETERMINED
+    return pd.DataFrame(
+        {
+            "lang_en": (detected["code"] == "en").astype(float).where(~undetermined),
+            "lang_confidence": detected["probability"].astype(float).where(~undetermined, 0.0),
+        },
+        index=detected.index,
+    )
 
 
 def prompt_languages(views: Sequence[ItemView]) -> list[str]:
     """The ISO 639-1 code of each item's prompt (``und``: undetermined), once per distinct text."""
-    texts = [prompt_text(v) for v in views]
-    known = {text: prompt_language(text)[0] for text in dict.fromkeys(texts)}
-    return [known[t] for t in texts]
+    return languages_detected(views)["code"].tolist()
 
 
 def tag_features(view: ItemView) -> dict[str, float]:
@@ -553,14 +781,18 @@ def features_table(
     *,
     embeddings: bool = True,
     language: bool = True,
+    languages: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per item (index: ``ItemView.key``), one column per feature; vectorised over the
-    items. ``language=False`` leaves the language columns missing (NaN) and skips py3langid, the
-    one per-prompt Python step (the learned policy does not use them)."""
+    items. ``language=False`` leaves the language columns missing (NaN) and skips py3langid (the
+    learned policy does not use them); ``languages``: the items' ``languages_detected`` when the
+    caller has them already (the router stores the code too)."""
     views = list(views)
     index = [v.key for v in views]
     parts = [lexical_table(views)]
-    if language:
+    if languages is not None:
+        parts.append(language_columns(languages.reindex(index)))
+    elif language:
         parts.append(language_table(views))
     else:
         parts.append(pd.DataFrame({"lang_en": math.nan, "lang_confidence": math.nan}, index=index))

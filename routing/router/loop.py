@@ -197,7 +197,7 @@ def project_route_now(*, project: Project) -> route.RouteResult:
     """ "Route now" (a manager's button): route the unrouted items in the request, then let the
     loop take it from there (automatic judge runs for what went to the judges)."""
     result = route.project_route(project=project)
-    if result.decisions:
+    if result.n_routed:
         routing_work_request(project_id=project.pk, reason="routed now")
     return result
 

@@ -15,27 +15,42 @@ Judge-first policies (``judge_uncertainty``, ``learned``) send an item to the ju
 has not answered; the re-routing after the judge's verdict decides whether people are needed.
 A ``calibration_share`` of items (chosen by a hash of the item, so it is stable) always goes to
 both, so that the judge's accuracy is measured and the learned policy has labels to learn from.
+
+Scale: routing reads only the columns it needs (``item_views``: three queries per chunk of
+``ROUTE_CHUNK`` items, no model instances), computes the features of all stale items of a chunk in
+one vectorised pass (``features.features_table``, as the simulation does), and writes features,
+decisions and routes in bulk: on PostgreSQL by COPY into a temporary table and one INSERT ... SELECT
+(``ON CONFLICT`` for the features), elsewhere by ``bulk_create``. The number of queries grows with
+the number of chunks, not of items; the policy ranks all items together, so chunking changes no
+decision.
 """
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
+import numpy as np
+import orjson
 import pandas as pd
-from django.db import transaction
-from django.db.models import Prefetch
+from django.db import connection, transaction
+from django.db.models import Prefetch, Q
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
-from annotation.models import Annotation, Item, Project
+from annotation.models import Annotation, Candidate, Item, Project
 from annotation.rows import CandidateRow, ItemRow, LabelRow
+from routing.router.config import RouterSettings
 from routing.router.features import (
     FEATURE_VERSION,
     ItemView,
     JudgeLabel,
     features_table,
+    languages_detected,
     metadata_table,
-    prompt_languages,
     with_reward_margins,
 )
 from routing.router.models import (
@@ -51,7 +66,12 @@ from routing.router.policies.base import RoutePlan
 from routing.router.reward_margins import reward_margins_get
 from tandem.errors import InvalidInput
 
+logger = logging.getLogger(__name__)
+
 JUDGE_FIRST = ("judge_uncertainty", "learned")
+# Items read, featurised and written together: bounds memory (texts of one chunk at a time) and
+# keeps every query's parameter list short.
+ROUTE_CHUNK = 20_000
 POLICY_FIELDS = (
     "name",
     "params",
@@ -173,58 +193,214 @@ def item_row(item: Item) -> ItemRow:
     )
 
 
-def _signature(view: ItemView, judges: Sequence[str]) -> str:
-    """What the stored features came from besides the item itself: judge labels and LLM tags."""
-    tags = (view.metadata or {}).get("tags")
-    blob = repr(
-        (
-            list(judges),
-            [(j.judge, j.choice, j.order, j.confidence) for j in view.judge_labels],
-            sorted(tags.items()) if isinstance(tags, dict) else tags,
+def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    size = max(int(ROUTE_CHUNK), 1)
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _in(field: str, ids: Sequence[int]) -> Q:
+    """``field`` is one of ``ids``: on PostgreSQL one array parameter (``unnest``), so that a
+    chunk's thousands of ids are not thousands of placeholders to build, send and parse."""
+    if _copy_supported():
+        return Q(
+            **{f"{field}__in": RawSQL("SELECT unnest(%s::bigint[])", ([int(i) for i in ids],))}
         )
+    return Q(**{f"{field}__in": list(ids)})
+
+
+def item_views(ids: Sequence[int]) -> list[ItemView]:
+    """``item_view`` of the items ``ids`` (in id order) from three queries of plain values: the
+    items' texts and metadata, their candidates' texts, their current judge labels."""
+    candidates: dict[int, list[str]] = {}
+    for item_id, text in (
+        Candidate.objects.filter(_in("item_id", ids))
+        .order_by("item_id", "position")
+        .values_list("item_id", "text")
+    ):
+        candidates.setdefault(item_id, []).append(text)
+    labels: dict[int, list[JudgeLabel]] = {}
+    for item_id, judge, payload, order, confidence in (
+        Annotation.objects.filter(
+            _in("item_id", ids), source=Annotation.Source.JUDGE, superseded_by__isnull=True
+        )
+        .order_by("id")
+        .values_list("item_id", "judge", "payload", "order", "confidence")
+    ):
+        labels.setdefault(item_id, []).append(
+            JudgeLabel(
+                judge=judge,
+                choice=(payload or {}).get("choice"),
+                order=order,
+                confidence=confidence,
+            )
+        )
+    return [
+        ItemView(
+            key=pk,
+            prompt=prompt,
+            messages=messages,
+            candidates=candidates.get(pk, []),
+            metadata=metadata or {},
+            judge_labels=labels.get(pk, []),
+        )
+        for pk, prompt, messages, metadata in Item.objects.filter(_in("id", ids))
+        .order_by("id")
+        .values_list("id", "prompt", "messages", "metadata")
+    ]
+
+
+def _signature(view: ItemView, judges: Sequence[str], *, embeddings: bool = True) -> str:
+    """What the stored features came from besides the item itself: judge labels and LLM tags
+    (and that the embedding was left out, when it was)."""
+    tags = (view.metadata or {}).get("tags")
+    parts: tuple[Any, ...] = (
+        list(judges),
+        [(j.judge, j.choice, j.order, j.confidence) for j in view.judge_labels],
+        sorted(tags.items()) if isinstance(tags, dict) else tags,
     )
-    return hashlib.sha256(blob.encode()).hexdigest()
+    if not embeddings:
+        parts += ("no embeddings",)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
 def item_features_get(*, items: Sequence[Item], judges: Sequence[str]) -> pd.DataFrame:
     """The stored features of ``items`` (prefetched as ``items_loaded`` does), computing and
     storing those missing or stale (new judge labels, another feature version)."""
-    views = [item_view(item) for item in items]
+    return views_features(views=[item_view(item) for item in items], judges=judges)
+
+
+def views_features(*, views: Sequence[ItemView], judges: Sequence[str]) -> pd.DataFrame:
+    """The stored features of the items ``views`` show (one query), the missing or stale ones
+    (new judge labels or tags, another feature version) computed in one vectorised pass and
+    stored in bulk (``_features_write``). One row per view, in order."""
+    keys = [v.key for v in views]
+    embeddings = RouterSettings.load().embeddings
+    signatures = [_signature(v, judges, embeddings=embeddings) for v in views]
     stored = {
-        f.item_id: f for f in ItemFeatures.objects.filter(item__in=items, version=FEATURE_VERSION)
+        item_id: (signature, values)
+        for item_id, signature, values in ItemFeatures.objects.filter(
+            _in("item_id", keys), version=FEATURE_VERSION
+        ).values_list("item_id", "signature", "values")
     }
     stale = [
-        v for v in views if (s := stored.get(v.key)) is None or s.signature != _signature(v, judges)
+        i
+        for i, (key, signature) in enumerate(zip(keys, signatures, strict=True))
+        if (known := stored.get(key)) is None or known[0] != signature
     ]
+    parts = []
     if stale:
-        # One vectorised pass over the stale items (features_table), then one row each.
-        computed = features_table(stale, judges)
-        languages = prompt_languages(stale)
-        for view, language, values in zip(
-            stale, languages, computed.to_dict("records"), strict=True
-        ):
-            clean = {k: (None if v != v else v) for k, v in values.items()}  # NaN -> null
-            features, _ = ItemFeatures.objects.update_or_create(
-                item_id=view.key,
-                version=FEATURE_VERSION,
-                defaults={
-                    "judges": list(judges),
-                    "signature": _signature(view, judges),
-                    "values": clean,
-                    "language": language,
-                },
-            )
-            stored[view.key] = features
-    table = pd.DataFrame.from_records(
-        [stored[v.key].values for v in views], index=[v.key for v in views]
-    ).astype(float)
+        views_stale = [views[i] for i in stale]
+        languages = languages_detected(views_stale)
+        computed = features_table(views_stale, judges, embeddings=embeddings, languages=languages)
+        _features_write(computed, languages["code"], [signatures[i] for i in stale], judges)
+        parts.append(computed)
+    if len(stale) < len(views):
+        fresh = set(stale)
+        kept = [keys[i] for i in range(len(views)) if i not in fresh]
+        parts.append(
+            pd.DataFrame.from_records([stored[k][1] for k in kept], index=kept).astype(float)
+        )
+    table = pd.concat(parts).reindex(keys) if parts else pd.DataFrame(index=keys)
+    table = table.astype(float)
     table.attrs["feature_version"] = FEATURE_VERSION
     return table
 
 
+def _json_rows(table: pd.DataFrame) -> list[bytes]:
+    """Each row of a float table as a JSON object (NaN as null), as ``ItemFeatures.values``."""
+    columns = list(table.columns)
+    values = table.to_numpy(dtype=float)
+    cells = values.astype(object)
+    cells[np.isnan(values)] = None
+    return [orjson.dumps(dict(zip(columns, row, strict=True))) for row in cells.tolist()]
+
+
+def _copy_supported() -> bool:
+    """PostgreSQL writes by COPY; other databases through the ORM's bulk operations."""
+    return connection.vendor == "postgresql"
+
+
+def _features_write(
+    table: pd.DataFrame, languages: pd.Series, signatures: Sequence[str], judges: Sequence[str]
+) -> None:
+    """Insert or replace the ``ItemFeatures`` of the rows of ``table`` (this feature version)."""
+    values = _json_rows(table)
+    keys = [int(k) for k in table.index]
+    codes = languages.reindex(table.index).tolist()
+    now = timezone.now()
+    if not _copy_supported():
+        ItemFeatures.objects.bulk_create(
+            [
+                ItemFeatures(
+                    item_id=key,
+                    version=FEATURE_VERSION,
+                    judges=list(judges),
+                    signature=signature,
+                    values=orjson.loads(value),
+                    language=code,
+                    computed_at=now,
+                )
+                for key, signature, value, code in zip(keys, signatures, values, codes, strict=True)
+            ],
+            batch_size=1000,
+            update_conflicts=True,
+            unique_fields=["item", "version"],
+            update_fields=["judges", "signature", "values", "language", "computed_at"],
+        )
+        return
+    target = ItemFeatures._meta.db_table
+    with connection.cursor() as cursor:
+        _stage(
+            cursor,
+            "routing_features_stage",
+            "item_id bigint, signature text, vals jsonb, language text",
+        )
+        with cursor.cursor.copy(
+            "COPY routing_features_stage (item_id, signature, vals, language) FROM STDIN"
+        ) as copy:
+            for row in zip(keys, signatures, (v.decode() for v in values), codes, strict=True):
+                copy.write_row(row)
+        cursor.execute(
+            f"""INSERT INTO {target} (item_id, version, judges, signature, "values", language,
+                computed_at)
+            SELECT item_id, %s, %s::jsonb, signature, vals, language, %s
+            FROM routing_features_stage
+            ON CONFLICT (item_id, version) DO UPDATE SET judges = EXCLUDED.judges,
+                signature = EXCLUDED.signature, "values" = EXCLUDED."values",
+                language = EXCLUDED.language, computed_at = EXCLUDED.computed_at""",
+            [FEATURE_VERSION, orjson.dumps(list(judges)).decode(), now],
+        )
+        cursor.execute("DROP TABLE routing_features_stage")
+
+
+def _stage(cursor: Any, name: str, columns: str) -> None:
+    """A fresh temporary table (dropped at the end of the transaction at the latest)."""
+    cursor.execute(f"DROP TABLE IF EXISTS {name}")
+    cursor.execute(f"CREATE TEMPORARY TABLE {name} ({columns}) ON COMMIT DROP")
+
+
 def is_calibration(item: Item, share: float) -> bool:
-    digest = hashlib.sha256(f"calibration:{item.project_id}:{item.pk}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < share
+    return bool(calibration_mask(item.project_id, [item.pk], share)[0])
+
+
+def calibration_mask(project_id: int, ids: Sequence[int], share: float) -> np.ndarray:
+    """Which of ``ids`` are in the project's calibration slice: a hash of the item, so that an
+    item's membership never changes."""
+    if not share:
+        return np.zeros(len(ids), dtype=bool)
+    return np.fromiter(
+        (
+            int.from_bytes(
+                hashlib.sha256(f"calibration:{project_id}:{pk}".encode()).digest()[:8], "big"
+            )
+            / 2**64
+            < share
+            for pk in ids
+        ),
+        dtype=bool,
+        count=len(ids),
+    )
 
 
 # Policies with their fitted model ---------------------------------------------------------------
@@ -257,57 +433,112 @@ def _policy_built(config: RoutingPolicy) -> BuiltPolicy:
 
 @dataclass
 class RouteResult:
-    decisions: list[RoutingDecision]
+    """What one routing did: the items it routed (in id order) and how many went where; the
+    decisions themselves are read on demand (a large routing need not hold them)."""
+
+    item_ids: list[int]
+    targets: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
-        out = {HUMAN: 0, JUDGE: 0, BOTH: 0}
-        for decision in self.decisions:
-            out[decision.target] += 1
+        return {HUMAN: 0, JUDGE: 0, BOTH: 0} | self.targets
+
+    @property
+    def n_routed(self) -> int:
+        return len(self.item_ids)
+
+    @cached_property
+    def decisions(self) -> list[RoutingDecision]:
+        """The routed items' current decisions (this routing's, unless routed again since)."""
+        out: list[RoutingDecision] = []
+        for chunk in _chunks(self.item_ids):
+            out += RoutingDecision.objects.filter(
+                item_id__in=chunk, superseded_by__isnull=True
+            ).order_by("id")
         return out
 
 
 def _plan(
-    config: RoutingPolicy, items: list[Item], remaining: int | None
-) -> tuple[dict[int, tuple[str, float | None, str, bool]], BuiltPolicy, pd.DataFrame]:
-    """Per item id: (target, score, reason, calibration), people within ``remaining``."""
+    config: RoutingPolicy, ids: Sequence[int], remaining: int | None, project_id: int
+) -> tuple[pd.DataFrame, BuiltPolicy, pd.DataFrame]:
+    """Per item id (in order): target, score (NaN: none), ``scored``, reason and calibration,
+    people within ``remaining``; with the built policy and the items' feature table.
+
+    The items are read and featurised chunk by chunk; the policy then ranks them all at once."""
     built = _policy_built(config)
     judges = config.judges or []
-    table = item_features_get(items=items, judges=judges) if items else pd.DataFrame()
-    if items:  # a registered reward model's margins (rm_margin, rm_vs_primary), if any
+    primary = judges[0] if judges else None
+    judge_first = config.name in JUDGE_FIRST
+    rules = config.name == RoutingPolicy.Name.RULES
+    tables: list[pd.DataFrame] = []
+    answered: list[np.ndarray] = []
+    metadata: dict[int, dict] = {}
+    done = 0
+    for chunk in _chunks(ids):
+        views = item_views(chunk)
+        tables.append(views_features(views=views, judges=judges))
+        if judge_first:
+            answered.append(
+                np.fromiter(
+                    (any(label.judge == primary for label in v.judge_labels) for v in views),
+                    dtype=bool,
+                    count=len(views),
+                )
+            )
+        if rules:
+            metadata.update((v.key, v.metadata) for v in views)
+        done += len(chunk)
+        if len(ids) > ROUTE_CHUNK:
+            logger.info(
+                "routing project %s: features of %d of %d items", project_id, done, len(ids)
+            )
+    table = pd.concat(tables) if tables else pd.DataFrame(index=pd.Index([], dtype=int))
+    if len(table):  # a registered reward model's margins (rm_margin, rm_vs_primary), if any
         margins = reward_margins_get(project=config.project, item_ids=list(table.index))
         table = with_reward_margins(table, margins)
-    budget = len(items) if remaining is None else remaining
-    out: dict[int, tuple[str, float | None, str, bool]] = {}
-    rest: list[Item] = []
-    for item in items:
-        if config.calibration_share and is_calibration(item, config.calibration_share):
-            if budget > 0:
-                budget -= 1
-                out[item.pk] = (BOTH, None, "calibration slice: people and judge", True)
-                continue
-            out[item.pk] = (JUDGE, None, "calibration slice, but the human budget is spent", True)
-            continue
-        rest.append(item)
-    waiting = []
-    if config.name in JUDGE_FIRST:
-        primary = judges[0] if judges else None
-        for item in rest:
-            has_verdict = primary is not None and any(
-                a.source == Annotation.Source.JUDGE and a.judge == primary
-                for a in item.annotations.all()
+    n = len(ids)
+    budget = n if remaining is None else remaining
+    target = np.full(n, JUDGE, dtype=object)
+    score = np.full(n, np.nan)
+    scored = np.zeros(n, dtype=bool)
+    reason = np.full(n, "", dtype=object)
+    calibration = calibration_mask(project_id, ids, config.calibration_share)
+    # The calibration slice first, in id order, as far as the budget goes.
+    slice_positions = np.flatnonzero(calibration)
+    both = slice_positions[:budget]
+    target[both] = BOTH
+    reason[both] = "calibration slice: people and judge"
+    reason[slice_positions[budget:]] = "calibration slice, but the human budget is spent"
+    budget -= len(both)
+    rest = ~calibration
+    if judge_first:
+        waiting = rest & ~(np.concatenate(answered) if answered else np.zeros(n, dtype=bool))
+        reason[waiting] = "judge first: waiting for the judge's verdict"
+        rest &= ~waiting
+    if rest.any():
+        keys = [ids[i] for i in np.flatnonzero(rest)]
+        frame = (
+            metadata_table(
+                [ItemView(key=k, prompt="", candidates=[], metadata=metadata[k]) for k in keys]
             )
-            if not has_verdict:
-                waiting.append(item)
-                out[item.pk] = (JUDGE, None, "judge first: waiting for the judge's verdict", False)
-        rest = [item for item in rest if item.pk not in out]
-    if rest:
-        keys = [item.pk for item in rest]
-        views = [item_view(item) for item in rest]
-        plan: RoutePlan = built.policy.route(
-            table.loc[keys], budget, metadata=metadata_table(views)
+            if rules
+            else None
         )
-        for key, row in plan.frame.iterrows():
-            out[key] = (row["target"], float(row["score"]), built.note + row["reason"], False)
+        plan: RoutePlan = built.policy.route(table.loc[keys], budget, metadata=frame)
+        routed = plan.frame.reindex(keys)
+        target[rest] = routed["target"].to_numpy(dtype=object)
+        score[rest] = routed["score"].to_numpy(dtype=float)
+        scored[rest] = True
+        reason[rest] = (built.note + routed["reason"].astype(str)).to_numpy(dtype=object)
+    out = pd.DataFrame(
+        {
+            "target": target,
+            "score": score,
+            "scored": scored,
+            "reason": reason,
+            "calibration": calibration,
+        },
+        index=pd.Index(list(ids), dtype="int64"),
+    )
     return out, built, table
 
 
@@ -324,31 +555,48 @@ ROUTE_EDGES = {
     Item.Route.HUMAN: {HUMAN},
     Item.Route.BOTH: {BOTH},
 }
+_EDGES = {f"{here}>{there}" for here, theres in ROUTE_EDGES.items() for there in theres}
 
 
-def items_route_enter(decisions: Sequence[RoutingDecision]) -> None:
-    """Set ``Item.route`` to each decision's target: the one place routing writes it. Runs
-    under the budget's row lock (every routing of the project does), so the routes it checks
-    the edges against cannot change meanwhile; a forbidden edge is a bug and raises."""
-    if not decisions:
+def items_route_enter(
+    item_ids: Sequence[int], targets: Sequence[str], current: dict[int, str] | None = None
+) -> None:
+    """Set ``Item.route`` of each item to its target: the one place routing writes it (one read
+    and at most one update per target). Runs under the budget's row lock (every routing of the
+    project does), so the routes it checks the edges against cannot change meanwhile; a
+    forbidden edge is a bug and raises. ``current``: the items' routes, read under that lock."""
+    if not len(item_ids):
         return
-    current = dict(
-        Item.objects.filter(pk__in=[d.item_id for d in decisions]).values_list("id", "route")
-    )
-    by_target: dict[str, list[int]] = {}
-    for decision in decisions:
-        here = current[decision.item_id]
-        if decision.target not in ROUTE_EDGES[here]:
-            raise RuntimeError(f"item {decision.item_id}: no route {here} -> {decision.target}")
-        if here != decision.target:
-            by_target.setdefault(decision.target, []).append(decision.item_id)
-    for target, ids in by_target.items():
-        Item.objects.filter(pk__in=ids).update(route=target)
+    if current is None:
+        current = dict(Item.objects.filter(_in("id", item_ids)).values_list("id", "route"))
+    here = np.array([current[i] for i in item_ids], dtype=object)
+    there = np.asarray(targets, dtype=object)
+    edges = here + ">" + there
+    allowed = np.isin(edges.astype(str), list(_EDGES))
+    if not allowed.all():
+        bad = int(np.flatnonzero(~allowed)[0])
+        raise RuntimeError(f"item {item_ids[bad]}: no route {here[bad]} -> {there[bad]}")
+    moves = here != there
+    ids = np.asarray(item_ids, dtype=np.int64)
+    for target in (HUMAN, JUDGE, BOTH):
+        chosen = ids[moves & (there == target)]
+        if len(chosen):
+            Item.objects.filter(_in("id", chosen.tolist())).update(route=target)
 
 
 def _budget_locked(project: Project) -> RoutingBudget:
     RoutingBudget.objects.get_or_create(project=project)
     return RoutingBudget.objects.select_for_update().get(project=project)
+
+
+@dataclass
+class _Decisions:
+    """This routing's decisions as columns (one row per item, in id order), and what they share."""
+
+    frame: pd.DataFrame
+    table: pd.DataFrame
+    common: dict[str, Any]
+    limit: int | None
 
 
 def _route(
@@ -364,71 +612,189 @@ def _route(
             queryset = queryset.filter(pk__in=item_ids)
         if not reroute:
             queryset = queryset.filter(route=Item.Route.UNROUTED)
-        items = items_loaded(list(queryset.only("id")))
+        routes = dict(queryset.order_by("id").values_list("id", "route"))
+        ids = list(routes)
         n_items = Item.objects.filter(project=project).count()
         limit = config.budget_limit(n_items)
         remaining = None if limit is None else max(limit - budget.spent, 0)
-        previous: dict[int, RoutingDecision] = {}
+        previous = pd.DataFrame(columns=["id", "target", "score", "calibration"])
         if reroute:
-            for decision in RoutingDecision.objects.filter(
-                item__in=items, superseded_by__isnull=True
-            ).order_by("id"):
-                previous[decision.item_id] = decision
+            rows = []
+            for chunk in _chunks(ids):
+                rows += RoutingDecision.objects.filter(
+                    _in("item_id", chunk), superseded_by__isnull=True
+                ).values_list("item_id", "id", "target", "score", "calibration")
+            previous = pd.DataFrame(
+                rows, columns=["item_id", "id", "target", "score", "calibration"]
+            )
+            # Several current decisions of one item cannot be, but the newest would win.
+            previous = previous.sort_values("id").drop_duplicates("item_id", keep="last")
+            previous = previous.set_index("item_id")
         # Items that already have people keep them: their label may be under way.
-        keep = {k for k, d in previous.items() if d.target in (HUMAN, BOTH)}
-        plan, built, table = _plan(config, [i for i in items if i.pk not in keep], remaining)
-        decisions, spent = [], budget.spent
-        for item in items:
-            if item.pk in keep:
-                target, score, reason, calibration = (
-                    previous[item.pk].target,
-                    previous[item.pk].score,
-                    "people were already asked; kept",
-                    previous[item.pk].calibration,
-                )
-            else:
-                target, score, reason, calibration = plan[item.pk]
-            spends = target in (HUMAN, BOTH) and item.pk not in keep
-            if spends and limit is not None and spent >= limit:  # never past the budget
-                target, reason = JUDGE, reason + "; the human budget is spent"
-                spends = False
-            before = spent
-            spent += int(spends)
-            features = (
-                {k: v for k, v in table.loc[item.pk].items() if v == v}
-                if item.pk in table.index
-                else {}
-            )
-            decisions.append(
-                RoutingDecision(
-                    project=project,
-                    item=item,
-                    policy=config,
-                    policy_name=config.name,
-                    policy_version=config.version,
-                    model_version=built.model_version,
-                    target=target,
-                    kind=RoutingDecision.Kind.REROUTE if reroute else RoutingDecision.Kind.INITIAL,
-                    calibration=calibration,
-                    waiting=waits_for_judges(config, target, score, calibration),
-                    score=score,
-                    reason=(why + reason) if reroute else reason,
-                    budget_state={
-                        "limit": limit,
-                        "spent_before": before,
-                        "spent_after": spent,
-                        "remaining": None if limit is None else limit - spent,
-                    },
-                    features=features,
-                    supersedes=previous.get(item.pk),
-                )
-            )
-        RoutingDecision.objects.bulk_create(decisions)
-        items_route_enter(decisions)
+        keep = set(previous.index[previous["target"].isin((HUMAN, BOTH))].tolist())
+        plan, built, table = _plan(config, [i for i in ids if i not in keep], remaining, project.pk)
+        frame = plan.reindex(pd.Index(ids, dtype="int64"))
+        kept = frame.index.isin(list(keep))
+        if kept.any():
+            before = previous.reindex(frame.index[kept])
+            frame.loc[kept, "target"] = before["target"].to_numpy(dtype=object)
+            frame.loc[kept, "score"] = before["score"].to_numpy(dtype=float)
+            frame.loc[kept, "scored"] = before["score"].notna().to_numpy()
+            frame.loc[kept, "calibration"] = before["calibration"].to_numpy(dtype=bool)
+            frame.loc[kept, "reason"] = "people were already asked; kept"
+        frame["scored"] = frame["scored"].astype(bool)
+        frame["calibration"] = frame["calibration"].astype(bool)
+        target = frame["target"].to_numpy(dtype=object, copy=True)
+        spends = np.isin(target.astype(str), (HUMAN, BOTH)) & ~kept
+        if limit is not None:  # never past the budget: the spenders beyond it go to the judge
+            over = spends & (budget.spent + np.cumsum(spends) > limit)
+            target[over] = JUDGE
+            frame.loc[over, "reason"] = frame.loc[over, "reason"] + "; the human budget is spent"
+            spends &= ~over
+            frame["target"] = target
+        frame["spent_after"] = budget.spent + np.cumsum(spends)
+        frame["spent_before"] = frame["spent_after"] - spends
+        # ``waits_for_judges`` of every decision.
+        frame["waiting"] = (
+            (target == JUDGE) & ~frame["scored"].to_numpy() & ~frame["calibration"].to_numpy()
+            if config.name in JUDGE_FIRST
+            else False
+        )
+        if reroute:
+            frame["reason"] = why + frame["reason"].astype(str)
+        frame["supersedes_id"] = previous["id"].reindex(frame.index) if len(previous) else np.nan
+        frame["with_features"] = frame.index.isin(table.index) & ~kept
+        decisions = _Decisions(
+            frame=frame,
+            table=table,
+            limit=limit,
+            common={
+                "project_id": project.pk,
+                "policy_id": config.pk,
+                "policy_name": str(config.name),
+                "policy_version": config.version,
+                "model_version": built.model_version,
+                "kind": str(
+                    RoutingDecision.Kind.REROUTE if reroute else RoutingDecision.Kind.INITIAL
+                ),
+            },
+        )
+        done = 0
+        for chunk in _chunks(ids):
+            part = frame.loc[list(chunk)]
+            _decisions_write(decisions, part)
+            items_route_enter(chunk, part["target"].tolist(), routes)
+            done += len(chunk)
+            if len(ids) > ROUTE_CHUNK:
+                logger.info("routing project %s: %d of %d items routed", project.pk, done, len(ids))
+        spent = int(frame["spent_after"].iloc[-1]) if len(frame) else budget.spent
         if spent != budget.spent:
             budget.spent = spent
             budget.save(update_fields=["spent", "updated_at"])
-    return RouteResult(decisions)
+    counts = frame["target"].value_counts() if len(frame) else pd.Series(dtype=int)
+    return RouteResult(ids, {str(k): int(v) for k, v in counts.items()})
+
+
+def _budget_state(limit: int | None, before: int, after: int) -> dict[str, Any]:
+    return {
+        "limit": limit,
+        "spent_before": before,
+        "spent_after": after,
+        "remaining": None if limit is None else limit - after,
+    }
+
+
+def _decisions_write(decisions: _Decisions, part: pd.DataFrame) -> None:
+    """Write the ``RoutingDecision`` rows of ``part`` (a chunk of ``decisions.frame``); their
+    ``features`` are the item's stored features without the missing ones."""
+    common, limit = decisions.common, decisions.limit
+    scores = [
+        float(s) if ok else None
+        for s, ok in zip(part["score"].tolist(), part["scored"].tolist(), strict=True)
+    ]
+    rows = list(
+        zip(
+            part.index.tolist(),
+            part["target"].tolist(),
+            part["calibration"].tolist(),
+            part["waiting"].tolist(),
+            scores,
+            part["reason"].tolist(),
+            part["spent_before"].tolist(),
+            part["spent_after"].tolist(),
+            [None if s != s else int(s) for s in part["supersedes_id"].tolist()],
+            part["with_features"].tolist(),
+            strict=True,
+        )
+    )
+    now = timezone.now()
+    if not _copy_supported():
+        with_features = part.index[part["with_features"].to_numpy(dtype=bool)]
+        values = _json_rows(decisions.table.loc[with_features])
+        features = dict(zip(with_features.tolist(), values, strict=True))
+        RoutingDecision.objects.bulk_create(
+            [
+                RoutingDecision(
+                    item_id=item_id,
+                    target=target,
+                    calibration=calibration,
+                    waiting=waiting,
+                    score=score,
+                    reason=reason,
+                    budget_state=_budget_state(limit, before, after),
+                    features={
+                        k: v
+                        for k, v in orjson.loads(features.get(item_id, b"{}")).items()
+                        if v is not None
+                    },
+                    supersedes_id=supersede,
+                    created_at=now,
+                    **common,
+                )
+                for (
+                    item_id,
+                    target,
+                    calibration,
+                    waiting,
+                    score,
+                    reason,
+                    before,
+                    after,
+                    supersede,
+                    _,
+                ) in rows
+            ],
+            batch_size=1000,
+        )
+        return
+    columns = (
+        "position bigint, item_id bigint, target text, calibration boolean, waiting boolean, "
+        "score double precision, reason text, spent_before integer, spent_after integer, "
+        "supersedes_id bigint, with_features boolean"
+    )
+    with connection.cursor() as cursor:
+        _stage(cursor, "routing_decisions_stage", columns)
+        with cursor.cursor.copy("COPY routing_decisions_stage FROM STDIN") as copy:
+            for position, row in enumerate(rows):
+                copy.write_row((position, *row))
+        cursor.execute(
+            f"""INSERT INTO {RoutingDecision._meta.db_table} (project_id, item_id, policy_id,
+                policy_name, policy_version, model_version, target, kind, calibration, waiting,
+                score, reason, budget_state, features, supersedes_id, created_at)
+            SELECT %(project_id)s, s.item_id, %(policy_id)s, %(policy_name)s, %(policy_version)s,
+                %(model_version)s, s.target, %(kind)s, s.calibration, s.waiting, s.score, s.reason,
+                jsonb_build_object('limit', %(limit)s::integer, 'spent_before', s.spent_before,
+                    'spent_after', s.spent_after, 'remaining', %(limit)s::integer - s.spent_after),
+                CASE WHEN s.with_features THEN coalesce(jsonb_strip_nulls(f."values"), '{{}}')
+                    ELSE '{{}}' END,
+                s.supersedes_id, %(now)s
+            FROM routing_decisions_stage s
+            LEFT JOIN {ItemFeatures._meta.db_table} f
+                ON f.item_id = s.item_id AND f.version = %(version)s
+            ORDER BY s.position""",
+            {**common, "limit": limit, "now": now, "version": FEATURE_VERSION},
+        )
+        cursor.execute("DROP TABLE routing_decisions_stage")
 
 
 def project_route(*, project: Project, item_ids: Sequence[int] | None = None) -> RouteResult:
@@ -466,16 +832,20 @@ def routing_dry_run(
         calibration_share=config.calibration_share if config else 0.0,
     )
     trial.clean()
-    items = items_loaded(list(Item.objects.filter(project=project, route=Item.Route.UNROUTED)))
+    ids = list(
+        Item.objects.filter(project=project, route=Item.Route.UNROUTED)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
     budget = RoutingBudget.objects.filter(project=project).first()
     spent = budget.spent if budget else 0
     limit = trial.budget_limit(Item.objects.filter(project=project).count())
     remaining = None if limit is None else max(limit - spent, 0)
-    plan, _, _ = _plan(trial, items, remaining)
+    plan, _, _ = _plan(trial, ids, remaining, project.pk)
     counts = {HUMAN: 0, JUDGE: 0, BOTH: 0}
-    for target, *_ in plan.values():
-        counts[target] += 1
-    return {"policy": trial.name, "items": len(items), "targets": counts, "remaining": remaining}
+    for target, n in plan["target"].value_counts().items():
+        counts[str(target)] = int(n)
+    return {"policy": trial.name, "items": len(ids), "targets": counts, "remaining": remaining}
 
 
 def budget_state(*, project: Project) -> dict[str, Any]:

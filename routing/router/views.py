@@ -81,7 +81,7 @@ def routing_route_now(request: HttpRequest, project_id: int) -> HttpResponse:
         return redirect("routing-project", project_id=project.pk)
     result = route.project_route(project=project)
     counts = ", ".join(f"{n} to {target}" for target, n in result.counts().items())
-    messages.success(request, f"Routed {len(result.decisions)} items: {counts}.")
+    messages.success(request, f"Routed {result.n_routed} items: {counts}.")
     return redirect("routing-project", project_id=project.pk)
 
 

@@ -138,3 +138,71 @@ def test_embeddings_degrade_to_missing_without_the_extra(monkeypatch):
 def test_embeddings_when_installed():
     views = [ItemView(key=1, prompt="p", candidates=["the cat sat", "the cat sat"])]
     assert features.embedding_similarity(views)[0] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_languages_of_many_prompts_at_once_are_py3langids_one_by_one():
+    """The batched language id (all texts through py3langid's automaton together) names the
+    language py3langid names for each text alone, with its probability (float32 sums)."""
+    texts = [
+        "Write a short poem about the sea in the style of Emily Dickinson.",
+        "Peux-tu m'expliquer pourquoi le ciel est bleu pendant la journée ?",
+        "请用简单的语言解释一下量子计算是什么。",
+        "Explique-moi ce code :\n```python\nfor i in range(3):\n    print(i)\n```",
+        "¿Cuál es la capital de Australia y por qué no es Sídney?",
+        "Wie viele Einwohner hat Berlin ungefähr im Jahr zwanzig zwanzig?",
+        "HOW DO I MAKE BREAD AT HOME WITHOUT YEAST",
+        "def f(x):\n    return x\nand then tell me what this function does please\r\n",
+        "  indented line\nПочему трава зелёная летом и жёлтая осенью?\u2028second line",  # noqa: RUF001
+        "",
+        "hi",
+    ]
+    identifier = features._language_identifier()
+    expected = []
+    for text in texts:
+        natural = features._natural_text(text)
+        if len(
+            features._LETTER_WORD.findall(natural)
+        ) < features.MIN_LANGUAGE_WORDS and not features._mostly_ideographic(natural):
+            expected.append(("und", 0.0))
+        else:
+            code, probability = identifier.classify(natural)
+            expected.append((code, probability))
+    got = features.prompt_languages_detected(texts)
+    assert [code for code, _ in got] == [code for code, _ in expected]
+    assert [p for _, p in got] == pytest.approx([p for _, p in expected], abs=1e-4)
+    assert features._natural_texts(features._strings(texts)).to_pylist() == [
+        features._natural_text(text) for text in texts
+    ]
+
+
+def test_byte_counts_of_ascii_texts_are_the_regex_counts():
+    """Tokens, letters and words are counted on bytes for ASCII texts and by RE2 for the others:
+    the same numbers as RE2 over all of them, whatever the mix."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    texts = features._strings(
+        [
+            "",
+            "plain ascii, with punctuation!! and __under_scores__ 3.14",
+            "tabs\tand\x0bvertical\x0cfeeds\r\nand lines",
+            "héllo wörld, ünïcode",
+            "日本語のテキスト、句読点。",
+            "   ",
+            "x²+y³ = z",
+            "emoji 😀 ok",
+            "end",
+        ]
+    ).slice(1)  # a slice: offsets that do not start at zero
+    lowered = pc.utf8_lower(texts)
+    assert list(features._token_counts(lowered)) == list(
+        features._numpy(pc.count_substring_regex(lowered, features._RE2_TOKEN))
+    )
+    letters, ascii_letters = features._letter_counts(texts)
+    assert list(letters) == list(features._length_without(texts, r"[^\pL]+"))
+    assert list(ascii_letters) == list(features._length_without(texts, r"[^A-Za-z]+"))
+    docs, words = features._flat_words(lowered)
+    regex_docs, regex_words = features._flat_words_regex(lowered)
+    pairs = sorted(zip(docs.tolist(), words.to_pylist(), strict=True))
+    regex_pairs = zip(np.asarray(regex_docs).tolist(), regex_words.to_pylist(), strict=True)
+    assert pairs == sorted(regex_pairs)
