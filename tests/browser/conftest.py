@@ -68,3 +68,12 @@ def screenshot():
         return path
 
     return take
+
+
+def log_in(page, live_server, username: str, password: str = "pw") -> None:
+    """Sign in through the login form, as a person would, and wait for the home page."""
+    page.goto(f"{live_server.url}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")

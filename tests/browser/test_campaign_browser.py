@@ -17,6 +17,8 @@ from tandem.celery import app as celery_app
 from tests.factories import ItemFactory, MembershipFactory, ProjectFactory, UserFactory
 from tests.llm_server import LLMServer
 
+from .conftest import log_in
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,14 +44,6 @@ def shot():
 
 
 ANN_PASSWORD = "sturdy-campaign-passphrase-17"
-
-
-def log_in(page, live_server, username, password="pw"):
-    page.goto(f"{live_server.url}/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
 
 
 def log_out(page):

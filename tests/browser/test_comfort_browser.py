@@ -4,7 +4,8 @@ long responses expanded, highlighted code."""
 import pytest
 
 from annotation.models import Annotation
-from tests.browser.test_workspace_browser import log_in, member_project, open_workspace
+from tests.browser.conftest import log_in
+from tests.browser.test_workspace_browser import member_project, open_workspace
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -19,7 +20,7 @@ def test_a_ranking_typed_by_numbers(page, live_server, annotator):
     project = member_project(
         annotator, "listwise", ["one", "two", "three"], label_schema={"allow_tie": True}
     )
-    log_in(page, live_server)
+    log_in(page, live_server, "ann")
     open_workspace(page, live_server, project)
     shown = page.locator(".rank-item").evaluate_all("els => els.map(e => e.dataset.letter)")
     page.fill("input[name=typed_ranking]", "3>1")
@@ -36,7 +37,7 @@ def test_a_ranking_typed_by_numbers(page, live_server, annotator):
 
 def test_single_key_shortcuts_can_be_turned_off(page, live_server, annotator, screenshot):
     project = member_project(annotator, "thumbs", ["fine"])
-    log_in(page, live_server)
+    log_in(page, live_server, "ann")
     open_workspace(page, live_server, project)
     page.uncheck("input[data-action=shortcuts]")
     page.keyboard.press("1")
@@ -55,7 +56,7 @@ def test_long_responses_expand_and_code_is_highlighted(page, live_server, annota
     long_text = "\n\n".join(f"Paragraph {i} of a long answer." for i in range(80))
     code = "Here:\n\n```python\ndef add(a, b):\n    return a + b  # sum\n```"
     project = member_project(annotator, "pairwise", [long_text, code])
-    log_in(page, live_server)
+    log_in(page, live_server, "ann")
     open_workspace(page, live_server, project)
     long_response = page.locator(".response", has_text="Paragraph 0")
     short_response = page.locator(".response", has_text="def add")

@@ -8,7 +8,8 @@ import pytest
 from accounts.models import Role
 from annotation.models import Assignment
 from annotation.workspace import SKIP_REASONS
-from tests.browser.test_workspace_browser import log_in, member_project, open_workspace
+from tests.browser.conftest import log_in
+from tests.browser.test_workspace_browser import member_project, open_workspace
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -21,7 +22,7 @@ def annotator(db):
 
 def test_other_skip_reason_by_keyboard_focuses_its_text_box(page, live_server, annotator):
     project = member_project(annotator, "thumbs", ["fine"])
-    log_in(page, live_server)
+    log_in(page, live_server, "ann")
     open_workspace(page, live_server, project)
     page.keyboard.press("s")
     page.keyboard.press(str(len(SKIP_REASONS) + 1))  # "Other"
@@ -37,7 +38,7 @@ def test_other_skip_reason_by_keyboard_focuses_its_text_box(page, live_server, a
 def test_the_header_does_not_run_words_together_on_a_phone(page, live_server, db):
     UserFactory(username="ann", role=Role.ADMIN, is_staff=True, is_superuser=True)
     page.set_viewport_size({"width": 360, "height": 740})
-    log_in(page, live_server)
+    log_in(page, live_server, "ann")
     boxes = page.locator(".topbar .brand, .topbar nav > *").evaluate_all(
         "els => els.map(e => { const r = e.getBoundingClientRect();"
         " return [r.left, r.top, r.right, r.bottom, e.textContent.trim()]; })"

@@ -4,7 +4,7 @@ import pytest
 
 from accounts.models import Role
 from annotation.models import Membership
-from tests.browser.test_workspace_browser import log_in
+from tests.browser.conftest import log_in
 from tests.factories import ItemFactory, MembershipFactory, ProjectFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -33,7 +33,7 @@ def test_manager_pages_and_api_docs_run_under_the_policy(page, live_server):
 
 def test_an_injected_inline_script_is_blocked(page, live_server):
     UserFactory(username="ann")
-    log_in(page, live_server)
+    log_in(page, live_server, "ann")
     page.evaluate(
         "() => { const s = document.createElement('script');"
         " s.textContent = 'window.__ran = true'; document.body.appendChild(s); }"

@@ -10,6 +10,8 @@ from tandem.celery import app as celery_app
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.routing.factories import item_with_labels
 
+from .conftest import log_in
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
@@ -32,11 +34,7 @@ def test_new_snapshot_with_live_preview(page, live_server, screenshot, eager):
         item_with_labels(project, judges={"gpt": [("AB", "B", None), ("BA", "B", None)]})
     preferences_recompute(project=project)
 
-    page.goto(f"{live_server.url}/login/")
-    page.fill("input[name=username]", "boss")
-    page.fill("input[name=password]", "pw")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
+    log_in(page, live_server, "boss")
     page.goto(f"{live_server.url}/projects/{project.pk}/")
     page.click("text=Exports")
     page.wait_for_selector("#preview:has-text('rows from 5 items')")

@@ -12,6 +12,8 @@ from exports.preferences import preferences_recompute
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.routing.factories import item_with_labels
 
+from .conftest import log_in
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -40,11 +42,7 @@ def test_filter_items_by_provenance(page, live_server):
     project = build_project()
     boss = UserFactory(username="boss", role=Role.MANAGER)
     MembershipFactory(project=project, user=boss, role=Membership.Role.MANAGER)
-    page.goto(f"{live_server.url}/login/")
-    page.fill("input[name=username]", "boss")
-    page.fill("input[name=password]", "pw")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
+    log_in(page, live_server, "boss")
 
     page.goto(f"{live_server.url}/projects/{project.pk}/items/")
     rows = page.locator("table.items tbody tr td:first-child a")

@@ -13,6 +13,8 @@ from annotation.models import Annotation, Candidate, Item, Membership
 from exports.models import Preference
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
+from .conftest import log_in
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -97,11 +99,7 @@ def test_quality_page(page, live_server, screenshot, settings, eager):
     boss = UserFactory(username="boss", role=Role.MANAGER)
     MembershipFactory(project=project, user=boss, role=Membership.Role.MANAGER)
 
-    page.goto(f"{live_server.url}/login/")
-    page.fill("input[name=username]", "boss")
-    page.fill("input[name=password]", "pw")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
+    log_in(page, live_server, "boss")
     page.goto(f"{live_server.url}/projects/{project.pk}/")
     page.click("a:text-is('Label quality')")
     page.wait_for_url(f"{live_server.url}/projects/{project.pk}/quality/")

@@ -6,6 +6,8 @@ import pytest
 from annotation.models import Annotation, Assignment
 from tests.factories import ItemFactory, MembershipFactory, ProjectFactory, UserFactory
 
+from .conftest import log_in
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 MALICIOUS = (
@@ -30,14 +32,6 @@ def member_project(annotator, task_type, candidates, **settings):
     return project
 
 
-def log_in(page, live_server, username="ann"):
-    page.goto(f"{live_server.url}/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
-
-
 def open_workspace(page, live_server, project):
     page.goto(f"{live_server.url}/projects/{project.pk}/work/")
     page.wait_for_selector("#task-form")
@@ -51,7 +45,7 @@ def test_pairwise_by_keyboard_with_a_malicious_response(page, live_server, annot
     project = member_project(
         annotator, "pairwise", ["Drops on the tin roof / ...", MALICIOUS], overlap=1
     )
-    log_in(page, live_server)
+    log_in(page, live_server, "ann")
     open_workspace(page, live_server, project)
 
     # The malicious response is on the page, as text, and nothing of it ran.
@@ -86,7 +80,7 @@ def test_pairwise_by_keyboard_with_a_malicious_response(page, live_server, annot
 
 def test_listwise_by_keyboard(page, live_server, annotator, screenshot):
     project = member_project(annotator, "listwise", ["first", "second", "third"])
-    log_in(page, live_server)
+    log_in(page, live_server, "ann")
     open_workspace(page, live_server, project)
     shown = page.locator(".rank-item").evaluate_all("els => els.map(e => e.dataset.letter)")
     page.keyboard.press("3")
@@ -109,7 +103,7 @@ def test_listwise_ties_and_drag(page, live_server, annotator):
     project = member_project(
         annotator, "listwise", ["one", "two", "three"], label_schema={"allow_tie": True}
     )
-    log_in(page, live_server)
+    log_in(page, live_server, "ann")
     open_workspace(page, live_server, project)
     shown = page.locator(".rank-item").evaluate_all("els => els.map(e => e.dataset.letter)")
     page.locator(".rank-item").nth(2).drag_to(page.locator(".rank-item").nth(0))
@@ -127,7 +121,7 @@ def test_listwise_ties_and_drag(page, live_server, annotator):
 def test_thumbs_by_keyboard_and_skip(page, live_server, annotator, screenshot):
     project = member_project(annotator, "thumbs", ["The answer is 42."])
     ItemFactory(project=project, candidates=["Another answer."])
-    log_in(page, live_server)
+    log_in(page, live_server, "ann")
     open_workspace(page, live_server, project)
     page.keyboard.press("2")
     page.fill("textarea[name=rationale]", "not sourced")
@@ -151,7 +145,7 @@ def test_thumbs_by_keyboard_and_skip(page, live_server, annotator, screenshot):
 
 def test_a_validation_error_keeps_the_task(page, live_server, annotator):
     project = member_project(annotator, "pairwise", ["a", "b"])
-    log_in(page, live_server)
+    log_in(page, live_server, "ann")
     open_workspace(page, live_server, project)
     # The browser's own check stops an empty submit; without it the server still refuses.
     page.evaluate(
@@ -170,7 +164,7 @@ def test_diff_toggle_and_narrow_screen(page, live_server, annotator, screenshot)
     project = member_project(
         annotator, "pairwise", ["The capital of France is Paris.", "The capital of France is Lyon."]
     )
-    log_in(page, live_server)
+    log_in(page, live_server, "ann")
     page.set_viewport_size({"width": 420, "height": 900})
     open_workspace(page, live_server, project)
     left, right = page.locator(".response").all()
@@ -185,7 +179,7 @@ def test_diff_toggle_and_narrow_screen(page, live_server, annotator, screenshot)
 
 def test_an_ended_session_leads_to_login_and_back(page, live_server, annotator):
     project = member_project(annotator, "thumbs", ["fine"])
-    log_in(page, live_server)
+    log_in(page, live_server, "ann")
     open_workspace(page, live_server, project)
     page.context.clear_cookies(name="sessionid")  # the session ends; the CSRF cookie stays
     page.keyboard.press("1")
