@@ -350,7 +350,9 @@ def _features_write(
         )
         return
     target = ItemFeatures._meta.db_table
-    with connection.cursor() as cursor:
+    # One transaction: the staging table is dropped on commit, and the dry run calls this
+    # outside any (in autocommit the table would be gone before the COPY).
+    with transaction.atomic(), connection.cursor() as cursor:
         _stage(
             cursor,
             "routing_features_stage",
@@ -375,7 +377,8 @@ def _features_write(
 
 
 def _stage(cursor: Any, name: str, columns: str) -> None:
-    """A fresh temporary table (dropped at the end of the transaction at the latest)."""
+    """A fresh temporary table (dropped at the end of the transaction at the latest). Call it
+    inside ``transaction.atomic``: in autocommit, ON COMMIT DROP drops it at once."""
     cursor.execute(f"DROP TABLE IF EXISTS {name}")
     cursor.execute(f"CREATE TEMPORARY TABLE {name} ({columns}) ON COMMIT DROP")
 
@@ -772,7 +775,7 @@ def _decisions_write(decisions: _Decisions, part: pd.DataFrame) -> None:
         "score double precision, reason text, spent_before integer, spent_after integer, "
         "supersedes_id bigint, with_features boolean"
     )
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
         _stage(cursor, "routing_decisions_stage", columns)
         with cursor.cursor.copy("COPY routing_decisions_stage FROM STDIN") as copy:
             for position, row in enumerate(rows):

@@ -209,3 +209,15 @@ def test_embeddings_switched_off_are_left_out_and_recorded(settings):
     assert stored.signature == route._signature(view, JUDGES, embeddings=False)
     # Switched on again, the features no longer match what they were computed with.
     assert stored.signature != route._signature(view, JUDGES)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dry_run_outside_a_transaction_stores_its_missing_features():
+    """The dry run computes features in autocommit (no request transaction around it): the COPY
+    path's staging table, dropped on commit, must live for the whole write. Found by the campaign
+    browser test; the ordinary tests run inside a transaction and could not see it."""
+    project, items = _project(12)
+    assert not transaction.get_connection().in_atomic_block
+    counts = route.routing_dry_run(project=project)
+    assert sum(counts["targets"].values()) == len(items)
+    assert ItemFeatures.objects.filter(item__project=project).count() == len(items)
