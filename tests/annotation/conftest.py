@@ -28,6 +28,11 @@ JUDGE = {"i1": ("A", "A"), "i2": ("A", "B"), "i3": (None, "A"), "i4": ("tie", "t
 @pytest.fixture
 def worked(db):
     """Three annotators and a judge on four pairwise items; see test_quality.py."""
+    return worked_project()
+
+
+def worked_project():
+    """The ``worked`` project, for tests that need it committed (``transactional_db``)."""
     project = ProjectFactory(label_schema={"allow_tie": True, "allow_both_bad": True})
     users = {name: UserFactory(username=name) for name in ("ann1", "ann2", "ann3")}
     for n, (external_id, (texts, gold, labels)) in enumerate(PAIRWISE.items()):

@@ -18,12 +18,16 @@ import math
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
+from django.db import connection, transaction
 
 from annotation import quality
 from annotation.models import Annotation
 from annotation.quality import QualitySettings
 from tests.factories import AnnotationFactory, ItemFactory, ProjectFactory, UserFactory
+
+from .conftest import worked_project
 
 CONFIG = QualitySettings(min_items=3, min_pair_items=2)
 
@@ -344,3 +348,16 @@ def test_listwise_position_and_length_bias_by_hand(db):
     assert (share(bias.first_wins), bias.ties, bias.chance) == ((1, 2), 1, pytest.approx(1 / 3))
     lengths = quality.length_bias(project=project, config=CONFIG).by_labeller
     assert share(lengths[("human", "lister")]) == (1, 2)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the two-connection read")
+def test_the_two_connection_read_gives_the_one_connection_frame(transactional_db):
+    """Outside a transaction PostgreSQL reads items and labels at once on two connections;
+    inside one (as every other test here runs) on one. Both give the same frame."""
+    project = worked_project()
+    assert not connection.in_atomic_block
+    both = quality.quality_labels(project=project)
+    with transaction.atomic():
+        one = quality.quality_labels(project=project)
+    pd.testing.assert_frame_equal(both, one)
+    assert both["gold"].notna().sum() == 10 and both["longer"].notna().any()
