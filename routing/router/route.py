@@ -352,7 +352,7 @@ def _features_write(
     target = ItemFeatures._meta.db_table
     # One transaction: the staging table is dropped on commit, and the dry run calls this
     # outside any (in autocommit the table would be gone before the COPY).
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         _stage(
             cursor,
             "routing_features_stage",
@@ -775,7 +775,7 @@ def _decisions_write(decisions: _Decisions, part: pd.DataFrame) -> None:
         "score double precision, reason text, spent_before integer, spent_after integer, "
         "supersedes_id bigint, with_features boolean"
     )
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         _stage(cursor, "routing_decisions_stage", columns)
         with cursor.cursor.copy("COPY routing_decisions_stage FROM STDIN") as copy:
             for position, row in enumerate(rows):
