@@ -386,3 +386,10 @@ TANDEM_QUALITY = {
     )
     if f"TANDEM_QUALITY_{name.upper()}" in os.environ
 }
+
+# The router's tunables (routing/router/config.py, RouterSettings). From the environment, the
+# switch of the embedding feature: with the [embeddings] extra installed, the router embeds every
+# item it routes (minutes at 100,000 items on a CPU). TANDEM_ROUTER_EMBEDDINGS=0 turns it off.
+TANDEM_ROUTER: dict[str, object] = {}
+if "TANDEM_ROUTER_EMBEDDINGS" in os.environ:
+    TANDEM_ROUTER["embeddings"] = env_bool("TANDEM_ROUTER_EMBEDDINGS", True)

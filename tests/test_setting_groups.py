@@ -21,3 +21,34 @@ def test_a_group_takes_its_overrides_and_refuses_a_typo(settings, group, name, k
         group.load()
     setattr(settings, name, None)
     assert group.load() == group()
+
+
+def test_the_embedding_switch_comes_from_the_environment(tmp_path):
+    """TANDEM_ROUTER_EMBEDDINGS=0 reaches RouterSettings through Tandem's real settings."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import django; django.setup(); from routing.router.config import RouterSettings;"
+        " print(RouterSettings.load().embeddings)"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "tandem.settings",
+        "DEBUG": "1",
+        "TANDEM_VAR_DIR": str(tmp_path),
+    }
+    root = Path(__file__).resolve().parents[1]
+    for value, expected in (("0", "False"), (None, "True")):
+        extra = {} if value is None else {"TANDEM_ROUTER_EMBEDDINGS": value}
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=root,
+            env=env | extra,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().splitlines()[-1] == expected
