@@ -20,6 +20,7 @@ from tests.factories import (
     ProjectFactory,
     UserFactory,
 )
+from tests.pages import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -65,13 +66,6 @@ def campaign(db):
         project=project, source_name="x.jsonl", path="/nonexistent", format="jsonl"
     )
     return {"project": project, "admin": admin, "manager": manager, "annotator": annotator}
-
-
-def client_for(user) -> Client:
-    client = Client()
-    if user is not None:
-        client.force_login(user)
-    return client
 
 
 def crawl(client: Client, start: str) -> dict[str, int]:

@@ -9,14 +9,9 @@ from annotation import assignment as assignment_service
 from annotation.models import Annotation, Assignment, Item
 from tandem.errors import Conflict, InvalidInput, NotFound
 from tests.factories import ItemFactory, ProjectFactory, UserFactory
+from tests.pages import client_for
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def label(project, user, choice="A"):

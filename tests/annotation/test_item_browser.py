@@ -5,7 +5,6 @@ import datetime as dt
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.utils import timezone
 
 from annotation import item_browser
@@ -13,15 +12,9 @@ from annotation.item_browser import ItemFilters, item_browse
 from annotation.models import Annotation, Candidate, Item
 from routing.router.models import RoutingDecision
 from tests.factories import AnnotationFactory, ItemFactory, UserFactory
+from tests.pages import client_for
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> Client:
-    client = Client()
-    if user is not None:
-        client.force_login(user)
-    return client
 
 
 def ids(items) -> list[str]:

@@ -7,21 +7,9 @@ from django.test import Client
 from accounts.models import Role, User
 from annotation.models import Membership, Project
 from tests.factories import MembershipFactory, UserFactory
+from tests.pages import client_for, user_for
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> Client:
-    client = Client()
-    if user is not None:
-        client.force_login(user)
-    return client
-
-
-def user_for(request, who):
-    if who == "anonymous":
-        return None
-    return request.getfixturevalue("admin_user" if who == "admin" else who)
 
 
 NEW = {

@@ -2,7 +2,6 @@
 
 import pytest
 from django.http import QueryDict
-from django.test import Client
 from django.utils import timezone
 
 from annotation.models import Annotation, Assignment
@@ -10,13 +9,7 @@ from annotation.schema import LabelSchema
 from annotation.workspace import pairwise_scale, payload_from_form
 from tandem.errors import InvalidInput
 from tests.factories import ItemFactory, MembershipFactory, ProjectFactory, UserFactory
-
-
-def client_for(user=None) -> Client:
-    client = Client()
-    if user is not None:
-        client.force_login(user)
-    return client
+from tests.pages import client_for
 
 
 def htmx(client, method, url, data=None):

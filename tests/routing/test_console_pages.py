@@ -4,29 +4,16 @@ pages and test call, the routing form with dry run, route now and history. Who m
 from decimal import Decimal
 
 import pytest
-from django.test import Client
 
 from annotation.models import Item
 from routing.judges import services
 from routing.judges.models import Judge, JudgeRun
 from routing.router.models import RoutingDecision, RoutingPolicyVersion
 from tests.factories import ItemFactory
+from tests.pages import client_for, user_for
 from tests.routing.conftest import make_items
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> Client:
-    client = Client()
-    if user is not None:
-        client.force_login(user)
-    return client
-
-
-def user_for(request, who):
-    if who == "anonymous":
-        return None
-    return request.getfixturevalue("admin_user" if who == "admin" else who)
 
 
 @pytest.fixture

@@ -1,11 +1,11 @@
 """The run progress pages: who sees them, htmx polling, sanitised model output, query counts."""
 
 import pytest
-from django.test import Client
 
 from annotation.models import Annotation
 from annotation.templatetags.untrusted import untrusted_markdown
 from routing.judges import services
+from tests.pages import client_for
 from tests.routing.conftest import make_items
 
 pytestmark = pytest.mark.django_db
@@ -29,13 +29,6 @@ def run(project):
         metadata={"parse_status": "unparsed"},
     )
     return run
-
-
-def client_for(user):
-    client = Client()
-    if user is not None:
-        client.force_login(user)
-    return client
 
 
 @pytest.mark.parametrize(
