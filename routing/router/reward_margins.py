@@ -84,6 +84,13 @@ def reward_margins_write(*, feature: RewardFeature, margins: Mapping[int, float]
         current = RewardFeature.objects.select_for_update().filter(pk=feature.pk).first()
         if current is None or current.model_key != feature.model_key or current.status != S.SCORING:
             return False
+        # The count grows by the batch's items that had no margin yet (a retried batch adds
+        # none): a query on the batch's ids, not a count over the whole project per batch.
+        had = set(
+            ItemRewardMargin.objects.filter(
+                model_key=current.model_key, item_id__in=list(margins)
+            ).values_list("item_id", flat=True)
+        )
         ItemRewardMargin.objects.bulk_create(
             [
                 ItemRewardMargin(item_id=item_id, model_key=feature.model_key, margin=margin)
@@ -93,9 +100,7 @@ def reward_margins_write(*, feature: RewardFeature, margins: Mapping[int, float]
             unique_fields=["item", "model_key"],
             update_fields=["margin", "computed_at"],
         )
-        current.scored = ItemRewardMargin.objects.filter(
-            item__project_id=current.project_id, model_key=current.model_key
-        ).count()
+        current.scored += len(margins.keys() - had)
         current.save(update_fields=["scored", "updated_at"])
     return True
 
