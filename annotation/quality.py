@@ -29,11 +29,12 @@ from typing import Any, ClassVar
 import numpy as np
 import orjson
 import pandas as pd
-from django.db import connection, connections
+from django.db import connection
 from django.db.models import Count
 
 from accounts.models import User
 from tandem.setting_groups import SettingGroup
+from tandem.side_work import on_own_connection, side_connections_usable
 
 from .models import Annotation, Assignment, Candidate, Item, Project
 from .schema import TaskType
@@ -212,7 +213,7 @@ def quality_labels(*, project: Project) -> pd.DataFrame:
     Text columns are pandas categoricals; ``label``, ``first``, ``gold`` and ``longer`` share
     one set of categories, so they compare with each other element by element."""
     items_sql, labels_sql, params = _items_sql(project), _labels_sql(project), [project.pk]
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+    if side_connections_usable():
         # The two reads at once, the per-item one on a second connection: the server builds
         # both texts in two backends (two cores) instead of one after the other. Outside a
         # transaction only, where a second connection sees what this one sees (both read
@@ -237,12 +238,8 @@ def quality_labels(*, project: Project) -> pd.DataFrame:
 
 
 def _read_on_own_connection(sql: str, params: list[Any], columns: list[str]) -> pd.DataFrame:
-    """``_read_postgres`` from a worker thread: Django gives the thread its own connection,
-    closed here so that no thread leaves one open."""
-    try:
-        return _read_postgres(sql, params, columns, chunks=1)
-    finally:
-        connections.close_all()
+    """``_read_postgres`` from a worker thread, on the thread's own connection (closed after)."""
+    return on_own_connection(_read_postgres, sql, params, columns, chunks=1)
 
 
 def _fetch(sql: str, params: list[Any], columns: list[str]) -> pd.DataFrame:

@@ -22,12 +22,14 @@ one vectorised pass (``features.features_table``, as the simulation does), and w
 decisions and routes in bulk: on PostgreSQL by COPY into a temporary table and one INSERT ... SELECT
 (``ON CONFLICT`` for the features), elsewhere by ``bulk_create``. The number of queries grows with
 the number of chunks, not of items; the policy ranks all items together, so chunking changes no
-decision.
+decision. Outside a caller's transaction, the next chunk is read and the last chunk's features are
+written on two side connections while the features are computed (``tandem.side_work``), so
+PostgreSQL's work and Python's overlap.
 """
 
 import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
@@ -65,6 +67,7 @@ from routing.router.policies import BOTH, HUMAN, JUDGE, Policy, policy_build
 from routing.router.policies.base import RoutePlan
 from routing.router.reward_margins import reward_margins_get
 from tandem.errors import InvalidInput
+from tandem.side_work import SideLanes, side_connections_usable
 
 logger = logging.getLogger(__name__)
 
@@ -270,19 +273,25 @@ def item_features_get(*, items: Sequence[Item], judges: Sequence[str]) -> pd.Dat
     return views_features(views=[item_view(item) for item in items], judges=judges)
 
 
-def views_features(*, views: Sequence[ItemView], judges: Sequence[str]) -> pd.DataFrame:
+def views_features(
+    *,
+    views: Sequence[ItemView],
+    judges: Sequence[str],
+    stored: dict[int, tuple[str, dict]] | None = None,
+    write: Callable[..., Any] | None = None,
+) -> pd.DataFrame:
     """The stored features of the items ``views`` show (one query), the missing or stale ones
     (new judge labels or tags, another feature version) computed in one vectorised pass and
-    stored in bulk (``_features_write``). One row per view, in order."""
+    stored in bulk (``_features_write``). One row per view, in order.
+
+    ``stored``: the items' stored features, already read (``stored_features``); ``write``: runs
+    ``_features_write`` with its arguments (the bulk router passes one that queues it on a side
+    connection, ``_plan``)."""
     keys = [v.key for v in views]
     embeddings = RouterSettings.load().embeddings
     signatures = [_signature(v, judges, embeddings=embeddings) for v in views]
-    stored = {
-        item_id: (signature, values)
-        for item_id, signature, values in ItemFeatures.objects.filter(
-            _in("item_id", keys), version=FEATURE_VERSION
-        ).values_list("item_id", "signature", "values")
-    }
+    if stored is None:
+        stored = stored_features(keys)
     stale = [
         i
         for i, (key, signature) in enumerate(zip(keys, signatures, strict=True))
@@ -293,7 +302,9 @@ def views_features(*, views: Sequence[ItemView], judges: Sequence[str]) -> pd.Da
         views_stale = [views[i] for i in stale]
         languages = languages_detected(views_stale)
         computed = features_table(views_stale, judges, embeddings=embeddings, languages=languages)
-        _features_write(computed, languages["code"], [signatures[i] for i in stale], judges)
+        (write or _features_write)(
+            computed, languages["code"], [signatures[i] for i in stale], judges
+        )
         parts.append(computed)
     if len(stale) < len(views):
         fresh = set(stale)
@@ -305,6 +316,21 @@ def views_features(*, views: Sequence[ItemView], judges: Sequence[str]) -> pd.Da
     table = table.astype(float)
     table.attrs["feature_version"] = FEATURE_VERSION
     return table
+
+
+def stored_features(keys: Sequence[int]) -> dict[int, tuple[str, dict]]:
+    """The items' stored features of this version: item id -> (signature, values)."""
+    return {
+        item_id: (signature, values)
+        for item_id, signature, values in ItemFeatures.objects.filter(
+            _in("item_id", keys), version=FEATURE_VERSION
+        ).values_list("item_id", "signature", "values")
+    }
+
+
+def _chunk_read(ids: Sequence[int]) -> tuple[list[ItemView], dict[int, tuple[str, dict]]]:
+    """What the router reads of a chunk: its items' views and stored features."""
+    return item_views(ids), stored_features(ids)
 
 
 def _json_rows(table: pd.DataFrame) -> list[bytes]:
@@ -461,12 +487,22 @@ class RouteResult:
 
 
 def _plan(
-    config: RoutingPolicy, ids: Sequence[int], remaining: int | None, project_id: int
+    config: RoutingPolicy,
+    ids: Sequence[int],
+    remaining: int | None,
+    project_id: int,
+    *,
+    side: bool = False,
 ) -> tuple[pd.DataFrame, BuiltPolicy, pd.DataFrame]:
     """Per item id (in order): target, score (NaN: none), ``scored``, reason and calibration,
     people within ``remaining``; with the built policy and the items' feature table.
 
-    The items are read and featurised chunk by chunk; the policy then ranks them all at once."""
+    The items are read and featurised chunk by chunk; the policy then ranks them all at once.
+    With ``side`` (the caller checked ``side_connections_usable`` before opening its
+    transaction) and more than one chunk, the next chunk is read and the last chunk's features
+    are written on two side connections while this thread computes features: the server's work
+    and Python's overlap (``tandem.side_work``). The features' writes are finished before this
+    returns (the decisions copy them)."""
     built = _policy_built(config)
     judges = config.judges or []
     primary = judges[0] if judges else None
@@ -475,25 +511,34 @@ def _plan(
     tables: list[pd.DataFrame] = []
     answered: list[np.ndarray] = []
     metadata: dict[int, dict] = {}
-    done = 0
-    for chunk in _chunks(ids):
-        views = item_views(chunk)
-        tables.append(views_features(views=views, judges=judges))
-        if judge_first:
-            answered.append(
-                np.fromiter(
-                    (any(label.judge == primary for label in v.judge_labels) for v in views),
-                    dtype=bool,
-                    count=len(views),
+    chunks = list(_chunks(ids))
+    with SideLanes(("read", "write"), enabled=side and len(chunks) > 1) as lanes:
+
+        def write(*args: Any) -> None:
+            lanes.submit("write", _features_write, *args)
+
+        pending = lanes.submit("read", _chunk_read, chunks[0]) if chunks else None
+        done = 0
+        for number, chunk in enumerate(chunks):
+            views, stored = pending.result()
+            if number + 1 < len(chunks):
+                pending = lanes.submit("read", _chunk_read, chunks[number + 1])
+            tables.append(views_features(views=views, judges=judges, stored=stored, write=write))
+            if judge_first:
+                answered.append(
+                    np.fromiter(
+                        (any(label.judge == primary for label in v.judge_labels) for v in views),
+                        dtype=bool,
+                        count=len(views),
+                    )
                 )
-            )
-        if rules:
-            metadata.update((v.key, v.metadata) for v in views)
-        done += len(chunk)
-        if len(ids) > ROUTE_CHUNK:
-            logger.info(
-                "routing project %s: features of %d of %d items", project_id, done, len(ids)
-            )
+            if rules:
+                metadata.update((v.key, v.metadata) for v in views)
+            done += len(chunk)
+            if len(ids) > ROUTE_CHUNK:
+                logger.info(
+                    "routing project %s: features of %d of %d items", project_id, done, len(ids)
+                )
     table = pd.concat(tables) if tables else pd.DataFrame(index=pd.Index([], dtype=int))
     if len(table):  # a registered reward model's margins (rm_margin, rm_vs_primary), if any
         margins = reward_margins_get(project=config.project, item_ids=list(table.index))
@@ -608,6 +653,7 @@ def _route(
     config = routing_policy_get(project=project)
     if config is None:
         raise InvalidInput("this project has no routing policy yet")
+    side = side_connections_usable()  # before this routing's own transaction opens
     with transaction.atomic():
         budget = _budget_locked(project)  # serialises every routing of this project
         queryset = Item.objects.filter(project=project)
@@ -635,7 +681,9 @@ def _route(
             previous = previous.set_index("item_id")
         # Items that already have people keep them: their label may be under way.
         keep = set(previous.index[previous["target"].isin((HUMAN, BOTH))].tolist())
-        plan, built, table = _plan(config, [i for i in ids if i not in keep], remaining, project.pk)
+        plan, built, table = _plan(
+            config, [i for i in ids if i not in keep], remaining, project.pk, side=side
+        )
         frame = plan.reindex(pd.Index(ids, dtype="int64"))
         kept = frame.index.isin(list(keep))
         if kept.any():
@@ -844,7 +892,7 @@ def routing_dry_run(
     spent = budget.spent if budget else 0
     limit = trial.budget_limit(Item.objects.filter(project=project).count())
     remaining = None if limit is None else max(limit - spent, 0)
-    plan, _, _ = _plan(trial, ids, remaining, project.pk)
+    plan, _, _ = _plan(trial, ids, remaining, project.pk, side=side_connections_usable())
     counts = {HUMAN: 0, JUDGE: 0, BOTH: 0}
     for target, n in plan["target"].value_counts().items():
         counts[str(target)] = int(n)

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from routing.router import route
 from routing.router.features import FEATURE_VERSION, features_table, prompt_language
-from routing.router.models import ItemFeatures, RoutingDecision
+from routing.router.models import ItemFeatures, RoutingBudget, RoutingDecision
 from routing.router.policies import policy_build
 from tests.factories import AnnotationFactory, ProjectFactory
 
@@ -221,3 +221,35 @@ def test_a_dry_run_outside_a_transaction_stores_its_missing_features():
     counts = route.routing_dry_run(project=project)
     assert sum(counts["targets"].values()) == len(items)
     assert ItemFeatures.objects.filter(item__project=project).count() == len(items)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_side_connections_route_as_the_callers_connection_does(monkeypatch):
+    """Outside a transaction the bulk router reads the next chunk and writes the last chunk's
+    features on side connections while it computes: the rows are the same as routing on one
+    connection, and the side lanes did run."""
+    project, items = _project(30)
+    monkeypatch.setattr(route, "ROUTE_CHUNK", 7)
+    lanes_enabled = []
+
+    class Spy(route.SideLanes):
+        def __init__(self, lanes, *, enabled):
+            lanes_enabled.append(enabled)
+            super().__init__(lanes, enabled=enabled)
+
+    monkeypatch.setattr(route, "SideLanes", Spy)
+    usable = route.side_connections_usable
+    monkeypatch.setattr(route, "side_connections_usable", lambda: False)
+    one_connection = _route_and_reroute(project, items)
+    assert lanes_enabled == [False, False]
+    RoutingDecision.objects.filter(project=project).update(supersedes=None)
+    RoutingDecision.objects.filter(project=project).delete()
+    ItemFeatures.objects.filter(item__project=project).delete()
+    project.items.update(route="unrouted")
+    RoutingBudget.objects.filter(project=project).update(spent=0)
+    for item in items[::7]:  # as before the first routing: not judged yet
+        item.annotations.all().delete()
+    monkeypatch.setattr(route, "side_connections_usable", usable)
+    side = _route_and_reroute(project, items)
+    assert lanes_enabled[2:] == [True, True] and connection.vendor == "postgresql"
+    assert side == one_connection
