@@ -84,6 +84,8 @@ class ItemView:
     messages: list[dict[str, str]] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     judge_labels: list[JudgeLabel] = field(default_factory=list)
+    # The candidates' model names, in order ("" where unknown): for ``with_model_strengths``.
+    models: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -823,6 +825,88 @@ def metadata_table(views: Iterable[ItemView]) -> pd.DataFrame:
         for view in views
     ]
     return pd.DataFrame.from_records(rows, index=[v.key for v in views])
+
+
+# How the judges rate the candidates' models across the project (``with_model_strengths``). Not
+# stored with the other features: they change with every verdict on any item of the project.
+MODEL_FEATURES = ("model_pick_primary", "model_pick_others", "model_pick_gap")
+# A judge's rate for a model counts once it has this many decisive answers on pairs with it.
+MIN_MODEL_ANSWERS = 20
+
+
+def model_rates(answers: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per judge, per candidate model: the share of the judge's decisive answers (A or B, each
+    presentation order an answer) on pairs with that model that pick it. ``answers`` has one row
+    per (judge, model) with ``wins`` and ``seen`` (summed here); models seen fewer than
+    ``MIN_MODEL_ANSWERS`` times, and unnamed models, get no rate."""
+    if answers.empty:
+        return {}
+    totals = answers.groupby(["judge", "model"])[["wins", "seen"]].sum()
+    named = totals.index.get_level_values("model") != ""
+    totals = totals[(totals["seen"] >= MIN_MODEL_ANSWERS) & named]
+    rates: dict[str, dict[str, float]] = {}
+    for (judge, model), row in totals.iterrows():
+        rates.setdefault(str(judge), {})[str(model)] = float(row["wins"] / row["seen"])
+    return rates
+
+
+def answers_of_views(views: Iterable[ItemView]) -> pd.DataFrame:
+    """``model_rates``'s input from items in memory (the simulation): per decisive judge answer
+    on a pair whose two models are named, a win for the picked model and a loss for the other."""
+    records = []
+    for view in views:
+        if len(view.models) != 2 or not all(view.models):
+            continue
+        for label in view.judge_labels:
+            if label.choice in ("A", "B"):
+                picked = 0 if label.choice == "A" else 1
+                for position, model in enumerate(view.models):
+                    records.append((label.judge, model, int(position == picked), 1))
+    return pd.DataFrame(records, columns=["judge", "model", "wins", "seen"])
+
+
+def with_model_strengths(
+    table: pd.DataFrame,
+    models: dict[Any, Sequence[str]],
+    rates: dict[str, dict[str, float]],
+    judges: Sequence[str],
+) -> pd.DataFrame:
+    """``table`` with how the judges rate the two models the primary judge chose between, from
+    ``model_rates`` over the whole project (no labels: judges' answers only). Judges prefer
+    some models' style whether or not the answer is better (self-preference and style bias); a
+    verdict for the model this judge usually turns down, or against the other judges' view of
+    the two models, is the verdict to doubt. Per item (``models``: its candidates' models):
+
+    - ``model_pick_primary``: the primary judge's rate of the model it picked minus its rate of
+      the model it did not (negative: it picked the model it usually turns down);
+    - ``model_pick_others``: the same difference in the other judges' rates (their mean);
+    - ``model_pick_gap``: ``|model_pick_primary|``, how lopsided the two models are for it.
+
+    NaN where the primary judge gave no A/B verdict, the item is not a pair of named models, or
+    a model has no rate; with no rates at all the columns are left out."""
+    if not rates or not judges or "primary_a" not in table:
+        return table
+    out = table.copy()
+    keys = list(out.index)
+    picked_a = out["primary_a"].to_numpy(dtype=float) > 0
+    decided = picked_a | (out["primary_b"].to_numpy(dtype=float) > 0)
+    pairs = [tuple(models.get(k, ())) for k in keys]
+
+    def difference(judge: str) -> np.ndarray:
+        judge_rates = rates.get(judge, {})
+        first = np.array([judge_rates.get(p[0], np.nan) if len(p) == 2 else np.nan for p in pairs])
+        second = np.array([judge_rates.get(p[1], np.nan) if len(p) == 2 else np.nan for p in pairs])
+        return np.where(decided, np.where(picked_a, first - second, second - first), np.nan)
+
+    primary = difference(judges[0])
+    out["model_pick_primary"] = primary
+    others = np.vstack([difference(j) for j in judges[1:]] or [np.full(len(keys), np.nan)])
+    counted = (~np.isnan(others)).sum(axis=0)
+    out["model_pick_others"] = np.where(
+        counted > 0, np.nansum(others, axis=0) / np.maximum(counted, 1), np.nan
+    )
+    out["model_pick_gap"] = np.abs(primary)
+    return out
 
 
 # A reward model's margins (``routing.router.reward_margins``; offline: ``simulate_routing

@@ -14,7 +14,14 @@ from django.db import transaction
 
 from annotation.models import Annotation, Item, Project
 from routing.router.config import RouterSettings
-from routing.router.features import FEATURE_VERSION, prompt_groups, with_reward_margins
+from routing.router.features import (
+    FEATURE_VERSION,
+    model_rates,
+    prompt_groups,
+    with_model_strengths,
+    with_reward_margins,
+)
+from routing.router.model_answers import model_answers
 from routing.router.models import RouterModel, RoutingDecision
 from routing.router.policies import LearnedPolicy
 from routing.router.policies.learned import judge_error_target
@@ -57,6 +64,10 @@ def training_set(
         index=[item.pk for item in items],
     )
     table = item_features_get(items=items, judges=judges)
+    # How the judges rate the candidates' models across the project (model_pick_*).
+    rates = model_rates(model_answers(project=project, judges=judges))
+    models = {item.pk: [c.model or "" for c in item.candidates.all()] for item in items}
+    table = with_model_strengths(table, models, rates, judges)
     # The reward model's margins, when one is registered (the model then learns from them).
     margins = reward_margins_get(project=project, item_ids=list(table.index))
     table = with_reward_margins(table, margins)

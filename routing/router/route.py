@@ -53,8 +53,11 @@ from routing.router.features import (
     features_table,
     languages_detected,
     metadata_table,
+    model_rates,
+    with_model_strengths,
     with_reward_margins,
 )
+from routing.router.model_answers import model_answers
 from routing.router.models import (
     ItemFeatures,
     RouterModel,
@@ -168,6 +171,7 @@ def item_view(item: Item) -> ItemView:
         candidates=[c.text for c in item.candidates.all()],
         metadata=item.metadata or {},
         judge_labels=judge_labels,
+        models=[c.model or "" for c in item.candidates.all()],
     )
 
 
@@ -216,12 +220,14 @@ def item_views(ids: Sequence[int]) -> list[ItemView]:
     """``item_view`` of the items ``ids`` (in id order) from three queries of plain values: the
     items' texts and metadata, their candidates' texts, their current judge labels."""
     candidates: dict[int, list[str]] = {}
-    for item_id, text in (
+    models: dict[int, list[str]] = {}
+    for item_id, text, model in (
         Candidate.objects.filter(_in("item_id", ids))
         .order_by("item_id", "position")
-        .values_list("item_id", "text")
+        .values_list("item_id", "text", "model")
     ):
         candidates.setdefault(item_id, []).append(text)
+        models.setdefault(item_id, []).append(model or "")
     labels: dict[int, list[JudgeLabel]] = {}
     for item_id, judge, payload, order, confidence in (
         Annotation.objects.filter(
@@ -246,6 +252,7 @@ def item_views(ids: Sequence[int]) -> list[ItemView]:
             candidates=candidates.get(pk, []),
             metadata=metadata or {},
             judge_labels=labels.get(pk, []),
+            models=models.get(pk, []),
         )
         for pk, prompt, messages, metadata in Item.objects.filter(_in("id", ids))
         .order_by("id")
@@ -511,6 +518,7 @@ def _plan(
     tables: list[pd.DataFrame] = []
     answered: list[np.ndarray] = []
     metadata: dict[int, dict] = {}
+    models: dict[int, list[str]] = {}
     chunks = list(_chunks(ids))
     with SideLanes(("read", "write"), enabled=side and len(chunks) > 1) as lanes:
 
@@ -534,13 +542,18 @@ def _plan(
                 )
             if rules:
                 metadata.update((v.key, v.metadata) for v in views)
+            models.update((v.key, v.models) for v in views)
             done += len(chunk)
             if len(ids) > ROUTE_CHUNK:
                 logger.info(
                     "routing project %s: features of %d of %d items", project_id, done, len(ids)
                 )
     table = pd.concat(tables) if tables else pd.DataFrame(index=pd.Index([], dtype=int))
-    if len(table):  # a registered reward model's margins (rm_margin, rm_vs_primary), if any
+    if len(table):
+        # How the judges rate the candidates' models across the project (model_pick_*).
+        rates = model_rates(model_answers(project=config.project, judges=judges))
+        table = with_model_strengths(table, models, rates, judges)
+        # A registered reward model's margins (rm_margin, rm_vs_primary), if any.
         margins = reward_margins_get(project=config.project, item_ids=list(table.index))
         table = with_reward_margins(table, margins)
     n = len(ids)

@@ -49,11 +49,14 @@ from annotation.schema import LabelSchema, TaskType
 from routing.router.features import (
     ItemView,
     JudgeLabel,
+    answers_of_views,
     features_table,
     judge_table,
     metadata_table,
+    model_rates,
     normalised_prompt,
     prompt_groups,
+    with_model_strengths,
     with_reward_margins,
 )
 from routing.router.policies import LearnedPolicy, Policy, policy_build
@@ -156,6 +159,7 @@ def sim_items(rows: Iterable[ItemRow], judges: Sequence[str], *, prefix: str = "
             candidates=[c.text for c in row.candidates],
             metadata=row.metadata,
             judge_labels=judge_labels,
+            models=[c.model or "" for c in row.candidates],
         )
         reference, kind = reference_of(row)
         if kind == "majority":
@@ -256,6 +260,16 @@ def _normalised(row: ItemRow) -> str:
     )
 
 
+def _with_model_strengths(
+    table: pd.DataFrame, items: Sequence[SimItem], judges: Sequence[str]
+) -> pd.DataFrame:
+    """``table`` with the ``model_pick_*`` features, the judges' rates of the candidates' models
+    taken over every item of the file (as the router takes them over the whole project)."""
+    rates = model_rates(answers_of_views(it.view for it in items))
+    models = {it.view.key: it.view.models for it in items}
+    return with_model_strengths(table, models, rates, judges)
+
+
 def learned_fit(
     items: Sequence[SimItem],
     table: pd.DataFrame,
@@ -312,6 +326,7 @@ def simulation_run(
     table = features_table(
         [it.view for it in items], judges, embeddings=embeddings, language=language
     )
+    table = _with_model_strengths(table, all_items, judges)
     if rm_margins is not None:
         table = with_reward_margins(table, rm_margins)
     metadata = metadata_table([it.view for it in items])
@@ -333,12 +348,12 @@ def simulation_run(
             # The features are named by role (primary judge, other judges), so the training
             # file may have other judges in those roles.
             fit_judges = list(train_judges or judges)
-            train_items = [
-                it for it in sim_items(train_rows, fit_judges, prefix="train:") if it.reference
-            ]
+            train_all = sim_items(train_rows, fit_judges, prefix="train:")
+            train_items = [it for it in train_all if it.reference]
             train_table = features_table(
                 [it.view for it in train_items], fit_judges, embeddings=embeddings, language=False
             )
+            train_table = _with_model_strengths(train_table, train_all, fit_judges)
             built = learned_fit(train_items, train_table, params=params)
             # The target's calibration slice (as the live router has): a stable hash of the
             # prompt group picks ``calibration`` of the items; they go to people first (within

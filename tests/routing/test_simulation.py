@@ -160,7 +160,8 @@ def test_pandalm_figures():
     """The figures of docs/routing.md on PandaLM with identical items kept once (819 scored),
     the same in file order and reversed; learned (cross-fitted in folds grouped by prompt) within
     0.005 of judge_uncertainty at every budget. (Before the grouping the README claimed 0.928 at
-    30%: that figure came from twins in other folds carrying an item's own label.)"""
+    30%: that figure came from twins in other folds carrying an item's own label. The judges'
+    rates of the candidates' models, model_pick_*, took it from 0.905 to 0.912.)"""
     rows = rows_read(PANDALM)
     judges = ["gpt-3.5-turbo", "pandalm-7b"]
     common = {"budgets": BUDGETS, "judges": judges, "embeddings": False, "dedupe": True}
@@ -177,7 +178,7 @@ def test_pandalm_figures():
             assert abs(r[name] - figure) <= 0.0005, (name, r)
     learned = simulation_run(rows, policy="learned", **common)
     assert [r["agreement"] for r in learned["results"]] == pytest.approx(
-        [0.844, 0.880, 0.905, 0.929], abs=0.0005
+        [0.846, 0.889, 0.912, 0.933], abs=0.0005
     )
     for lr, ur in zip(learned["results"], unc["results"], strict=True):
         assert lr["agreement"] >= ur["agreement"] - 0.005, (lr, ur)

@@ -36,7 +36,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from routing.router.features import OTHER_JUDGE_FEATURES, REWARD_MODEL_FEATURES
+from routing.router.features import (
+    MODEL_FEATURES,
+    OTHER_JUDGE_FEATURES,
+    REWARD_MODEL_FEATURES,
+)
 from routing.router.policies.base import Policy, ranked_order, stable_hash
 from routing.router.policies.judge_uncertainty import (
     ALPHA,
@@ -91,6 +95,8 @@ LEARNED_FEATURES = (
     "others_pick_longer",
     # The judge_uncertainty policy's own score, so the model starts from what that policy knows.
     "judge_uncertainty",
+    # How the judges rate the candidates' models (features.with_model_strengths).
+    *MODEL_FEATURES,
     # A registered reward model's margins (features.with_reward_margins); absent, unused.
     *REWARD_MODEL_FEATURES,
 )
@@ -113,6 +119,7 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "other_judges": ("n_other_judges", *OTHER_JUDGE_FEATURES),
     "length_bias": ("primary_picks_longer", "others_pick_longer"),
     "judge_uncertainty": ("judge_uncertainty",),
+    "models": MODEL_FEATURES,
     "reward_model": REWARD_MODEL_FEATURES,
 }
 

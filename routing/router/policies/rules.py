@@ -146,12 +146,18 @@ class RulesPolicy(Policy):
         if default not in TARGETS:
             raise InvalidInput(f"rules: default {default!r} is not one of {', '.join(TARGETS)}")
         if known_features is None:
-            from routing.router.features import REWARD_MODEL_FEATURES, ItemView, item_features
+            from routing.router.features import (
+                MODEL_FEATURES,
+                REWARD_MODEL_FEATURES,
+                ItemView,
+                item_features,
+            )
 
             known_features = (
                 set(item_features(ItemView(key="x", prompt="", candidates=["", ""]), ["j", "k"]))
                 | {"embed_cosine"}
                 | set(REWARD_MODEL_FEATURES)
+                | set(MODEL_FEATURES)
             )
         self.rules = [parse_rule(raw, i, set(known_features)) for i, raw in enumerate(rules)]
         self.default = default

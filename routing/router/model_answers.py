@@ -1,0 +1,41 @@
+"""The judges' answers per candidate model across a project: what ``features.model_rates`` turns
+into each judge's rate of each model, and ``features.with_model_strengths`` into the
+``model_pick_*`` features of the items being routed or fitted.
+
+One aggregate query over the project's current decisive judge answers (each presentation order an
+answer) joined to the pair's two candidates: one row per (judge, model) with the answers that
+picked the model (``wins``) and all answers on pairs with it (``seen``). Items with an unnamed
+candidate are left out; projects that are not pairwise have no rates.
+"""
+
+from collections.abc import Sequence
+
+import pandas as pd
+from django.db.models import Count, F, Q
+
+from annotation.models import Annotation, Project
+from annotation.schema import TaskType
+
+
+def model_answers(*, project: Project, judges: Sequence[str]) -> pd.DataFrame:
+    """``model_rates``'s input for ``project``: columns judge, model, wins, seen."""
+    columns = ["judge", "model", "wins", "seen"]
+    if project.task_type != TaskType.PAIRWISE or not judges:
+        return pd.DataFrame(columns=columns)
+    picked = Q(item__candidates__position=0, payload__choice="A") | Q(
+        item__candidates__position=1, payload__choice="B"
+    )
+    rows = (
+        Annotation.objects.filter(
+            item__project=project,
+            source=Annotation.Source.JUDGE,
+            superseded_by__isnull=True,
+            judge__in=list(judges),
+            payload__choice__in=["A", "B"],
+        )
+        .exclude(item__candidates__model="")
+        .values("judge", name=F("item__candidates__model"))
+        .annotate(wins=Count("id", filter=picked), seen=Count("id"))
+        .values_list("judge", "name", "wins", "seen")
+    )
+    return pd.DataFrame(list(rows), columns=columns)
