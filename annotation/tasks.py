@@ -1,16 +1,20 @@
 """Celery tasks of the annotation app: thin, they load by id and call a service."""
 
-from celery import Task, shared_task
+from celery import shared_task
+
+from tandem.task_failures import RecordedFailure
 
 from .import_jobs import import_job_execute, import_job_fail
 
 
-class ImportJobTask(Task):
+class ImportJobTask(RecordedFailure):
     """Any exception ends the job ``failed`` with its reason, and its upload is removed."""
 
-    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        job_id = args[0] if args else kwargs.get("job_id")
-        import_job_fail(job_id=job_id, reason=f"unexpected error: {type(exc).__name__}: {exc}")
+    failure_argument = "job_id"
+    failure_subject = "import job"
+
+    def record_failure(self, row_id: int, reason: str) -> None:
+        import_job_fail(job_id=row_id, reason=f"unexpected error: {reason}")
 
 
 @shared_task(base=ImportJobTask, acks_late=True)

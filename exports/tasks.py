@@ -1,33 +1,19 @@
 """Celery tasks of the exports app: thin, by id, idempotent."""
 
-import logging
-
-from celery import Task, shared_task
+from celery import shared_task
 from django.db import OperationalError
 
 from annotation.models import Project
+from tandem.task_failures import RecordedFailure
 
 from .preferences import preferences_recompute
 
-logger = logging.getLogger(__name__)
 
-
-class _LoggedFailure(Task):
+class _LoggedFailure(RecordedFailure):
     """A task that says why it gave up: the reason goes to the log with its arguments (a
     recompute is derived data, so the next labels_added or a manual recompute repairs it)."""
 
     abstract = True
-
-    def on_failure(self, exc, task_id, args, kwargs, einfo):
-        logger.error(
-            "%s failed for %s %s: %s: %s",
-            self.name,
-            args,
-            kwargs,
-            type(exc).__name__,
-            exc,
-            exc_info=(type(exc), exc, exc.__traceback__),
-        )
 
 
 @shared_task(
@@ -49,20 +35,17 @@ def preferences_recompute_task(
     return preferences_recompute(project=project, item_ids=item_ids).to_dict()
 
 
-class _AggregationTask(Task):
+class _AggregationTask(RecordedFailure):
     """A recompute that fails for good leaves the project's aggregation failed, with why."""
 
     abstract = True
+    failure_argument = "project_id"
+    failure_subject = "aggregation of project"
 
-    def on_failure(self, exc, task_id, args, kwargs, einfo):
+    def record_failure(self, row_id: int, reason: str) -> None:
         from .aggregation import aggregation_fail
 
-        project_id = kwargs.get("project_id", args[0] if args else None)
-        logger.error(
-            "aggregation of project %s failed: %s: %s", project_id, type(exc).__name__, exc
-        )
-        if project_id is not None:
-            aggregation_fail(project_id=project_id, reason=f"{type(exc).__name__}: {exc}")
+        aggregation_fail(project_id=row_id, reason=reason)
 
 
 @shared_task(
@@ -82,18 +65,17 @@ def preferences_aggregate_task(self, project_id: int) -> dict[str, int] | None:
     return result.to_dict() if result else None
 
 
-class _SnapshotTask(Task):
+class _SnapshotTask(RecordedFailure):
     """A snapshot build that fails for good ends the snapshot failed, with the reason."""
 
     abstract = True
+    failure_argument = "snapshot_id"
+    failure_subject = "snapshot"
 
-    def on_failure(self, exc, task_id, args, kwargs, einfo):
+    def record_failure(self, row_id: int, reason: str) -> None:
         from .snapshots import snapshot_fail
 
-        snapshot_id = kwargs.get("snapshot_id", args[0] if args else None)
-        logger.error("snapshot %s failed: %s: %s", snapshot_id, type(exc).__name__, exc)
-        if snapshot_id is not None:
-            snapshot_fail(snapshot_id=snapshot_id, reason=f"{type(exc).__name__}: {exc}")
+        snapshot_fail(snapshot_id=row_id, reason=reason)
 
 
 @shared_task(

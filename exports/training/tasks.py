@@ -5,25 +5,22 @@
 default queue from Celery beat, so that a dead GPU worker's jobs still end.
 """
 
-import logging
+from celery import shared_task
 
-from celery import Task, shared_task
+from tandem.task_failures import RecordedFailure
 
 from .jobs import training_job_execute, training_job_fail, training_jobs_fail_stale
 
-logger = logging.getLogger(__name__)
 
-
-class _TrainingTask(Task):
+class _TrainingTask(RecordedFailure):
     """A training task that fails ends its job failed, with the reason."""
 
     abstract = True
+    failure_argument = "job_id"
+    failure_subject = "training job"
 
-    def on_failure(self, exc, task_id, args, kwargs, einfo):
-        job_id = kwargs.get("job_id", args[0] if args else None)
-        logger.error("training job %s failed: %s: %s", job_id, type(exc).__name__, exc)
-        if job_id is not None:
-            training_job_fail(job_id=job_id, reason=f"{type(exc).__name__}: {exc}")
+    def record_failure(self, row_id: int, reason: str) -> None:
+        training_job_fail(job_id=row_id, reason=reason)
 
 
 @shared_task(bind=True, base=_TrainingTask, name="exports.tasks.training_job_run", acks_late=True)

@@ -4,12 +4,13 @@ messages already queued under those names still find them."""
 
 from typing import Any
 
-from celery import Task, shared_task
+from celery import shared_task
 from celery.signals import worker_init
 
 from routing.judges.providers import preload_sdks
 from routing.judges.runner import judge_run_execute as judge_run_execute_service
 from routing.judges.runner import judge_run_fail
+from tandem.task_failures import RecordedFailure
 
 
 @worker_init.connect
@@ -18,13 +19,14 @@ def _preload_judge_sdks(**_: Any) -> None:
     preload_sdks()
 
 
-class JudgeRunTask(Task):
+class JudgeRunTask(RecordedFailure):
     """A failed execution never leaves its run 'running': it ends incomplete with the reason."""
 
-    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        run_id = kwargs.get("run_id", args[0] if args else None)
-        if run_id is not None:
-            judge_run_fail(run_id=run_id, reason=f"{type(exc).__name__}: {exc}")
+    failure_argument = "run_id"
+    failure_subject = "judge run"
+
+    def record_failure(self, row_id: int, reason: str) -> None:
+        judge_run_fail(run_id=row_id, reason=reason)
 
 
 @shared_task(name="routing.tasks.judge_run_execute", acks_late=True, base=JudgeRunTask)

@@ -3,21 +3,23 @@ before the rooms were split, so that beat schedules and queued messages keep wor
 
 from typing import Any
 
-from celery import Task, shared_task
+from celery import shared_task
 
 from annotation.models import Project
 from routing.judges.models import Judge
 from routing.router import fitting, loop, tagging
+from tandem.task_failures import RecordedFailure
 
 
-class RoutingWorkTask(Task):
+class RoutingWorkTask(RecordedFailure):
     """A routing task that fails records its reason on the project's ``RoutingWork``, so the
     project never looks busy forever (the pipeline shows the error)."""
 
-    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        project_id = args[0] if args else kwargs.get("project_id")
-        if project_id is not None:
-            loop.routing_work_fail(project_id=project_id, error=f"{type(exc).__name__}: {exc}")
+    failure_argument = "project_id"
+    failure_subject = "routing of project"
+
+    def record_failure(self, row_id: int, reason: str) -> None:
+        loop.routing_work_fail(project_id=row_id, error=reason)
 
 
 @shared_task(
