@@ -852,10 +852,11 @@ def model_rates(answers: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def answers_of_views(views: Iterable[ItemView]) -> pd.DataFrame:
     """``model_rates``'s input from items in memory (the simulation): per decisive judge answer
-    on a pair whose two models are named, a win for the picked model and a loss for the other."""
+    on a pair, a win for the picked model and a loss for the other (``model_answers`` counts the
+    same from the database; unnamed models are dropped by ``model_rates``)."""
     records = []
     for view in views:
-        if len(view.models) != 2 or not all(view.models):
+        if len(view.models) != 2:
             continue
         for label in view.judge_labels:
             if label.choice in ("A", "B"):

@@ -52,10 +52,12 @@ def calibration_items(*, project: Project) -> list[Item]:
 
 def training_set(
     *, project: Project, judges: list[str]
-) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+) -> tuple[pd.DataFrame, pd.Series, pd.Series, dict[str, dict[str, float]]]:
     """Features, target (judge wrong: 1/0, NaN unknown) and prompt groups of the labelled
-    calibration items. The groups keep every item on one prompt (and every copy of an item) in
-    one fold of the cross-fit, so that the model's own validation figures are not inflated."""
+    calibration items, and the judges' rates of the candidates' models over the whole project
+    (which the model_pick_* features came from; stored with the model). The groups keep every
+    item on one prompt (and every copy of an item) in one fold of the cross-fit, so that the
+    model's own validation figures are not inflated."""
     items = calibration_items(project=project)
     rows = [item_row(item) for item in items]
     sims = sim_items(rows, judges)
@@ -72,7 +74,7 @@ def training_set(
     margins = reward_margins_get(project=project, item_ids=list(table.index))
     table = with_reward_margins(table, margins)
     groups = prompt_groups(item_view(item) for item in items)
-    return table, target, groups
+    return table, target, groups, rates
 
 
 def router_model_train(*, project: Project) -> RouterModel | None:
@@ -81,7 +83,7 @@ def router_model_train(*, project: Project) -> RouterModel | None:
     config = routing_policy_get(project=project)
     if config is None or not config.judges:
         return None
-    table, target, groups = training_set(project=project, judges=config.judges)
+    table, target, groups, rates = training_set(project=project, judges=config.judges)
     if target.notna().sum() < settings.min_training_items or target.nunique() < 2:
         return None
     policy = LearnedPolicy(folds=settings.folds, **_learned_params(config.params))
@@ -89,6 +91,7 @@ def router_model_train(*, project: Project) -> RouterModel | None:
     # shows that a model beats judge uncertainty, and then the policy ranks by it (and says so),
     # with any signal those labels show to point the wrong way reversed (signal_directions).
     policy.fit(table, target, groups)
+    policy.model_rates = rates  # routing builds the model_pick_* features from these
     metrics: dict[str, Any] = dict(policy.metrics)
     metrics["expected_agreement"] = _expected(project, config, "learned")
     buffer = io.BytesIO()

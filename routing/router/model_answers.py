@@ -4,8 +4,10 @@ into each judge's rate of each model, and ``features.with_model_strengths`` into
 
 One aggregate query over the project's current decisive judge answers (each presentation order an
 answer) joined to the pair's two candidates: one row per (judge, model) with the answers that
-picked the model (``wins``) and all answers on pairs with it (``seen``). Items with an unnamed
-candidate are left out; projects that are not pairwise have no rates.
+picked the model (``wins``) and all answers on pairs with it (``seen``); unnamed models ("") are
+dropped by ``model_rates``. Projects that are not pairwise have no rates. About 1.1 s at 100,000
+items with 200,000 judge answers: the router runs it when a model is fitted (the model keeps the
+rates) and for rules that name a ``model_pick_*`` feature, not for every routing.
 """
 
 from collections.abc import Sequence
@@ -27,13 +29,12 @@ def model_answers(*, project: Project, judges: Sequence[str]) -> pd.DataFrame:
     )
     rows = (
         Annotation.objects.filter(
-            item__project=project,
+            project=project,
             source=Annotation.Source.JUDGE,
             superseded_by__isnull=True,
             judge__in=list(judges),
             payload__choice__in=["A", "B"],
         )
-        .exclude(item__candidates__model="")
         .values("judge", name=F("item__candidates__model"))
         .annotate(wins=Count("id", filter=picked), seen=Count("id"))
         .values_list("judge", "name", "wins", "seen")

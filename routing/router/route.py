@@ -48,6 +48,7 @@ from annotation.rows import CandidateRow, ItemRow, LabelRow
 from routing.router.config import RouterSettings
 from routing.router.features import (
     FEATURE_VERSION,
+    MODEL_FEATURES,
     ItemView,
     JudgeLabel,
     features_table,
@@ -550,8 +551,8 @@ def _plan(
                 )
     table = pd.concat(tables) if tables else pd.DataFrame(index=pd.Index([], dtype=int))
     if len(table):
-        # How the judges rate the candidates' models across the project (model_pick_*).
-        rates = model_rates(model_answers(project=config.project, judges=judges))
+        # How the judges rate the candidates' models (model_pick_*), where the policy reads them.
+        rates = _model_rates_for(config, built)
         table = with_model_strengths(table, models, rates, judges)
         # A registered reward model's margins (rm_margin, rm_vs_primary), if any.
         margins = reward_margins_get(project=config.project, item_ids=list(table.index))
@@ -601,6 +602,20 @@ def _plan(
         index=pd.Index(list(ids), dtype="int64"),
     )
     return out, built, table
+
+
+def _model_rates_for(config: RoutingPolicy, built: BuiltPolicy) -> dict[str, dict[str, float]]:
+    """The judges' rates of the candidates' models that the policy reads: a fitted learned
+    model's own (those it was fitted with, refreshed at every refit); for rules that name a
+    ``model_pick_*`` feature, the project's now (one aggregate query over all its judge
+    answers); none for the other policies, which do not read them (no query)."""
+    if built.model_version is not None:
+        return getattr(built.policy, "model_rates", None) or {}
+    if config.name == RoutingPolicy.Name.RULES and any(
+        rule.field in MODEL_FEATURES for rule in getattr(built.policy, "rules", [])
+    ):
+        return model_rates(model_answers(project=config.project, judges=config.judges or []))
+    return {}
 
 
 def waits_for_judges(config: RoutingPolicy, target: str, score: float | None, calib: bool) -> bool:

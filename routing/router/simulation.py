@@ -282,7 +282,10 @@ def learned_fit(
         index=[it.view.key for it in items],
     )
     groups = prompt_groups(it.view for it in items)
-    return LearnedPolicy(**params).fit(table, target, groups, full_model=full_model)
+    policy = LearnedPolicy(**params).fit(table, target, groups, full_model=full_model)
+    # As the live router stores them with a fitted model (fitting.router_model_train).
+    policy.model_rates = model_rates(answers_of_views(it.view for it in items))
+    return policy
 
 
 def simulation_run(

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from annotation.models import Annotation, Candidate
-from routing.router import route
+from routing.router import fitting, route
 from routing.router.features import (
     MIN_MODEL_ANSWERS,
     MODEL_FEATURES,
@@ -95,7 +95,7 @@ def test_the_projects_answers_are_the_simulations_on_the_same_items():
         item = item_with_labels(project, humans=["A"], judges=judges)
         _named(item, *pair)
         items.append(item)
-    _named(items[0], "", "m2")  # an unnamed model: the pair is left out
+    _named(items[0], "", "m2")  # an unnamed model: no rate of its own
     # A corrected answer: only the correction counts.
     old = items[1].annotations.get(judge="p")
     AnnotationFactory(
@@ -114,21 +114,67 @@ def test_the_projects_answers_are_the_simulations_on_the_same_items():
         return frame.groupby(["judge", "model"])[["wins", "seen"]].sum().astype(int)
 
     pd.testing.assert_frame_equal(totals(live), totals(offline))
-    assert totals(live).loc[("p", "m1"), "seen"] == 19  # 20 pairs with m1, one unnamed
+    assert totals(live).loc[("p", "m1"), "seen"] == 19  # 20 pairs with m1, one renamed
+    assert totals(live).loc[("p", ""), "seen"] == 1  # counted, and dropped by model_rates
     assert model_rates(live) == model_rates(offline)
 
 
-@pytest.mark.django_db
-def test_the_router_ranks_with_the_models_rates():
-    project = ProjectFactory()
-    route.routing_policy_set(project=project, name="judge_uncertainty", judges=["g"])
-    for i in range(MIN_MODEL_ANSWERS):
-        item = item_with_labels(project, judges={"g": "A" if i % 4 else "B"})
+def _strong_and_weak(project, n: int = MIN_MODEL_ANSWERS) -> list:
+    """Pairs of "strong" (A) and "weak" (B): judge g picks "strong" on 3 of 4."""
+    items = []
+    for i in range(n):
+        item = item_with_labels(project, humans=["A"] * 3, judges={"g": "A" if i % 4 else "B"})
         _named(item, "strong", "weak")
+        items.append(item)
+    return items
+
+
+@pytest.mark.django_db
+def test_rules_read_the_projects_rates_now():
+    project = ProjectFactory()
+    route.routing_policy_set(
+        project=project,
+        name="rules",
+        judges=["g"],
+        params={"rules": ["model_pick_primary < 0 -> human"]},
+        calibration_share=0.0,
+    )
+    items = _strong_and_weak(project)
     config = route.routing_policy_get(project=project)
-    ids = list(project.items.order_by("id").values_list("id", flat=True))
-    _, _, table = route._plan(config, ids, None, project.pk)
+    ids = [item.pk for item in items]
+    plan, _, table = route._plan(config, ids, None, project.pk)
     # g picks "strong" on 15 of 20 pairs: 0.75 against 0.25.
     assert table["model_pick_primary"].iloc[1] == pytest.approx(0.5)
     assert table["model_pick_primary"].iloc[0] == pytest.approx(-0.5)
     assert table["model_pick_others"].isna().all()  # no other judge
+    picked_weak = [item.pk for i, item in enumerate(items) if i % 4 == 0]
+    assert sorted(plan.index[plan["target"] == "human"]) == picked_weak
+
+
+@pytest.mark.django_db
+def test_other_policies_do_not_aggregate_the_project(django_assert_num_queries):
+    project = ProjectFactory()
+    route.routing_policy_set(project=project, name="judge_uncertainty", judges=["g"])
+    _strong_and_weak(project)
+    config = route.routing_policy_get(project=project)
+    built = route._policy_built(config)
+    with django_assert_num_queries(0):
+        assert route._model_rates_for(config, built) == {}
+
+
+@pytest.mark.django_db
+def test_a_fitted_model_routes_with_the_rates_it_was_fitted_with(settings):
+    settings.TANDEM_ROUTER = {"min_training_items": 20, "retrain_every": 10, "folds": 4}
+    project = ProjectFactory()
+    route.routing_policy_set(project=project, name="learned", judges=["g"], calibration_share=1.0)
+    _strong_and_weak(project, 40)
+    route.project_route(project=project)
+    model = fitting.router_model_train(project=project)
+    assert model is not None and "model_pick_primary" in model.metrics["features"]
+    config = route.routing_policy_get(project=project)
+    built = route._policy_built(config)
+    assert built.policy.model_rates == {"g": {"strong": 0.75, "weak": 0.25}}
+    # Verdicts that came after the fit do not change what routing reads until the next fit.
+    for _ in range(MIN_MODEL_ANSWERS):
+        _named(item_with_labels(project, judges={"g": "B"}), "strong", "weak")
+    assert route._model_rates_for(config, built) == {"g": {"strong": 0.75, "weak": 0.25}}

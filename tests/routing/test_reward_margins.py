@@ -174,7 +174,7 @@ def test_the_live_learned_model_is_fitted_with_the_margins(settings):
     route.project_route(project=project)
     feature = _register(project)
     reward_margins.reward_margins_write(feature=feature, margins=margins)
-    table, _, _ = fitting.training_set(project=project, judges=["g"])
+    table, *_ = fitting.training_set(project=project, judges=["g"])
     assert table.loc[items[0].pk, "rm_vs_primary"] == -1.5
     model = fitting.router_model_train(project=project)
     policy = route._policy_built(route.routing_policy_get(project=project)).policy

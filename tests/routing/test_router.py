@@ -197,7 +197,7 @@ def test_learned_model_trains_on_calibration_and_keeps_items_own_label_out(setti
     assert built.model_version == 1
     # Every training item is scored only by the fold model that did not see it.
     assert set(policy.fold_by_key.index) == {i.pk for i in items}
-    table, _, _ = fitting.training_set(project=project, judges=["g", "p"])
+    table, *_ = fitting.training_set(project=project, judges=["g", "p"])
     scores = policy.scores(table)
     design = policy._design(table)
     for position, key in enumerate(list(table.index)[:5]):

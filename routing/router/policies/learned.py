@@ -312,6 +312,11 @@ class LearnedPolicy(Policy):
     # on the other folds only.
     weight_folds: pd.Series | None = None
     fold_weights: list[dict[str, float]] | None = None
+    # The judges' rates of the candidates' models the model was fitted with (features.
+    # model_rates; the router builds the model_pick_* features from them, so that routing sees
+    # what fitting saw, and does not re-aggregate the whole project at every routing). Class
+    # default: models stored before these features have none.
+    model_rates: dict[str, dict[str, float]] | None = None
 
     def __init__(
         self,
