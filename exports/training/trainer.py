@@ -392,45 +392,32 @@ def _lora(kind: str, hp: dict[str, Any]):
     )
 
 
+# Per kind: TRL's config and trainer classes (by name: TRL is imported only inside a job) and the
+# hyperparameters that go to the config besides the common ones. DPO and KTO also take the frozen
+# reference model.
+TRL_CLASSES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "reward": ("RewardConfig", "RewardTrainer", ("center_rewards_coefficient",)),
+    "dpo": ("DPOConfig", "DPOTrainer", ("beta", "label_smoothing")),
+    "kto": ("KTOConfig", "KTOTrainer", ("beta",)),
+}
+
+
 def _trainer(kind, model, ref_model, tokenizer, data: SnapshotData, hp, output_dir, callback):
-    common = _common_args(hp, output_dir, model)
-    train = data.splits[TRAIN]
-    if kind == "reward":
-        from trl import RewardConfig, RewardTrainer
+    import trl
 
-        args = RewardConfig(**common, center_rewards_coefficient=hp["center_rewards_coefficient"])
-        return RewardTrainer(
-            model=model,
-            args=args,
-            train_dataset=train,
-            processing_class=tokenizer,
-            callbacks=[callback],
-            peft_config=_lora(kind, hp),
-        )
-    if kind == "dpo":
-        from trl import DPOConfig, DPOTrainer
-
-        args = DPOConfig(**common, beta=hp["beta"], label_smoothing=hp["label_smoothing"])
-        return DPOTrainer(
-            model=model,
-            ref_model=ref_model,
-            args=args,
-            train_dataset=train,
-            processing_class=tokenizer,
-            callbacks=[callback],
-            peft_config=_lora(kind, hp),
-        )
-    from trl import KTOConfig, KTOTrainer
-
-    args = KTOConfig(**common, beta=hp["beta"])
-    return KTOTrainer(
+    config_class, trainer_class, config_keys = TRL_CLASSES[kind]
+    args = getattr(trl, config_class)(
+        **_common_args(hp, output_dir, model), **{key: hp[key] for key in config_keys}
+    )
+    reference = {} if kind == "reward" else {"ref_model": ref_model}
+    return getattr(trl, trainer_class)(
         model=model,
-        ref_model=ref_model,
         args=args,
-        train_dataset=train,
+        train_dataset=data.splits[TRAIN],
         processing_class=tokenizer,
         callbacks=[callback],
         peft_config=_lora(kind, hp),
+        **reference,
     )
 
 
