@@ -609,11 +609,6 @@ def language_columns(detected: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def prompt_languages(views: Sequence[ItemView]) -> list[str]:
-    """The ISO 639-1 code of each item's prompt (``und``: undetermined), once per distinct text."""
-    return languages_detected(views)["code"].tolist()
-
-
 def tag_features(view: ItemView) -> dict[str, float]:
     """The LLM tags in ``metadata["tags"]`` (``routing.router.tagging`` stores them) as numbers: the
     domain one-hot, complexity 1-5, the flags 0/1. All NaN when absent or not valid."""

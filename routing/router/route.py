@@ -620,11 +620,6 @@ def _model_rates_for(config: RoutingPolicy, built: BuiltPolicy) -> dict[str, dic
     return {}
 
 
-def waits_for_judges(config: RoutingPolicy, target: str, score: float | None, calib: bool) -> bool:
-    """Whether a decision only parks the item with the judges until their verdicts are in."""
-    return config.name in JUDGE_FIRST and target == JUDGE and score is None and not calib
-
-
 # Where an item may go from where it is: the router's one transition of ``Item.route``. People
 # keep an item once they have it (its labels may be under way); the judge's items may go on.
 ROUTE_EDGES = {
@@ -735,7 +730,7 @@ def _route(
             frame["target"] = target
         frame["spent_after"] = budget.spent + np.cumsum(spends)
         frame["spent_before"] = frame["spent_after"] - spends
-        # ``waits_for_judges`` of every decision.
+        # A decision that only parks the item with the judges until their verdicts are in.
         frame["waiting"] = (
             (target == JUDGE) & ~frame["scored"].to_numpy() & ~frame["calibration"].to_numpy()
             if config.name in JUDGE_FIRST
