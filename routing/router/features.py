@@ -822,6 +822,17 @@ def metadata_table(views: Iterable[ItemView]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, index=[v.key for v in views])
 
 
+def primary_side(table: pd.DataFrame) -> np.ndarray:
+    """Per row, the primary judge's verdict as a sign: +1 it picked A, -1 B, 0 no A/B verdict
+    (a tie, nothing parseable, no primary columns): what the features joined after the stored
+    ones (model rates, reward margins) take the primary judge's side by."""
+    if "primary_a" not in table or "primary_b" not in table:
+        return np.zeros(len(table))
+    picked_a = table["primary_a"].to_numpy(dtype=float) > 0
+    picked_b = table["primary_b"].to_numpy(dtype=float) > 0
+    return picked_a.astype(float) - picked_b.astype(float)
+
+
 # How the judges rate the candidates' models across the project (``with_model_strengths``). Not
 # stored with the other features: they change with every verdict on any item of the project.
 MODEL_FEATURES = ("model_pick_primary", "model_pick_others", "model_pick_gap")
@@ -884,15 +895,14 @@ def with_model_strengths(
         return table
     out = table.copy()
     keys = list(out.index)
-    picked_a = out["primary_a"].to_numpy(dtype=float) > 0
-    decided = picked_a | (out["primary_b"].to_numpy(dtype=float) > 0)
+    side = primary_side(out)
     pairs = [tuple(models.get(k, ())) for k in keys]
 
     def difference(judge: str) -> np.ndarray:
         judge_rates = rates.get(judge, {})
         first = np.array([judge_rates.get(p[0], np.nan) if len(p) == 2 else np.nan for p in pairs])
         second = np.array([judge_rates.get(p[1], np.nan) if len(p) == 2 else np.nan for p in pairs])
-        return np.where(decided, np.where(picked_a, first - second, second - first), np.nan)
+        return np.where(side != 0, side * (first - second), np.nan)
 
     primary = difference(judges[0])
     out["model_pick_primary"] = primary
@@ -929,9 +939,6 @@ def with_reward_margins(table: pd.DataFrame, margins: pd.Series | None) -> pd.Da
     out = table.copy()
     signed = pd.Series(margins, dtype=float).reindex(out.index).to_numpy(dtype=float)
     out["rm_margin"] = np.abs(signed)
-    if "primary_a" in out and "primary_b" in out:
-        side = out["primary_a"].to_numpy(dtype=float) - out["primary_b"].to_numpy(dtype=float)
-        out["rm_vs_primary"] = np.where(side != 0, signed * side, np.nan)
-    else:
-        out["rm_vs_primary"] = np.nan
+    side = primary_side(out)
+    out["rm_vs_primary"] = np.where(side != 0, signed * side, np.nan)
     return out
