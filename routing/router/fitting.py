@@ -27,11 +27,11 @@ from routing.router.policies import LearnedPolicy
 from routing.router.policies.learned import judge_error_target
 from routing.router.reward_margins import reward_margins_get
 from routing.router.route import (
-    item_features_get,
     item_row,
     item_view,
     items_loaded,
     routing_policy_get,
+    views_features,
 )
 from routing.router.simulation import DECISIVE, sim_items, simulation_run
 from tandem.errors import InvalidInput
@@ -65,15 +65,15 @@ def training_set(
         [judge_error_target(s.judge_label, s.reference) for s in sims],
         index=[item.pk for item in items],
     )
-    table = item_features_get(items=items, judges=judges)
+    views = [item_view(item) for item in items]  # the features, the models and the groups
+    table = views_features(views=views, judges=judges)
     # How the judges rate the candidates' models across the project (model_pick_*).
     rates = model_rates(model_answers(project=project, judges=judges))
-    models = {item.pk: [c.model or "" for c in item.candidates.all()] for item in items}
-    table = with_model_strengths(table, models, rates, judges)
+    table = with_model_strengths(table, {v.key: v.models for v in views}, rates, judges)
     # The reward model's margins, when one is registered (the model then learns from them).
     margins = reward_margins_get(project=project, item_ids=list(table.index))
     table = with_reward_margins(table, margins)
-    groups = prompt_groups(item_view(item) for item in items)
+    groups = prompt_groups(views)
     return table, target, groups, rates
 
 
