@@ -122,7 +122,7 @@ def live_route(slug: str) -> dict:
     from routing.router import route
     from routing.router.features import features_table
     from routing.router.models import RouterModel
-    from routing.router.simulation import learned_fit, rows_read, sim_items
+    from routing.router.simulation import file_model_rates, learned_fit, rows_read, sim_items
 
     project = Project.objects.get(slug=slug)
     route.routing_policy_set(
@@ -134,7 +134,7 @@ def live_route(slug: str) -> dict:
     )
     items = [it for it in sim_items(rows_read(PANDALM), JUDGES) if it.reference in ("A", "B")]
     table = features_table([it.view for it in items], JUDGES, embeddings=False, language=False)
-    policy = learned_fit(items, table, params={"repeats": 1})
+    policy = learned_fit(items, table, params={"repeats": 1}, rates=file_model_rates(items))
     buffer = io.BytesIO()
     joblib.dump(policy, buffer)
     RouterModel.objects.filter(project=project).delete()  # a run before this one

@@ -260,14 +260,20 @@ def _normalised(row: ItemRow) -> str:
     )
 
 
+def file_model_rates(items: Sequence[SimItem]) -> dict[str, dict[str, float]]:
+    """The judges' rates of the candidates' models over every item of a file (as the router
+    takes them over the whole project)."""
+    return model_rates(answers_of_views(it.view for it in items))
+
+
 def _with_model_strengths(
-    table: pd.DataFrame, items: Sequence[SimItem], judges: Sequence[str]
+    table: pd.DataFrame,
+    items: Sequence[SimItem],
+    judges: Sequence[str],
+    rates: dict[str, dict[str, float]],
 ) -> pd.DataFrame:
-    """``table`` with the ``model_pick_*`` features, the judges' rates of the candidates' models
-    taken over every item of the file (as the router takes them over the whole project)."""
-    rates = model_rates(answers_of_views(it.view for it in items))
-    models = {it.view.key: it.view.models for it in items}
-    return with_model_strengths(table, models, rates, judges)
+    """``table`` with the ``model_pick_*`` features of ``items`` from ``rates``."""
+    return with_model_strengths(table, {it.view.key: it.view.models for it in items}, rates, judges)
 
 
 def learned_fit(
@@ -275,16 +281,19 @@ def learned_fit(
     table: pd.DataFrame,
     *,
     params: dict[str, Any],
+    rates: dict[str, dict[str, float]],
     full_model: bool = True,
 ) -> LearnedPolicy:
+    """The learned policy fitted on ``items`` (cross-fitted, grouped by prompt), keeping the
+    model rates its ``model_pick_*`` features came from, as the live router stores them with a
+    fitted model (``fitting.router_model_train``)."""
     target = pd.Series(
         [judge_error_target(it.judge_label, it.reference) for it in items],
         index=[it.view.key for it in items],
     )
     groups = prompt_groups(it.view for it in items)
     policy = LearnedPolicy(**params).fit(table, target, groups, full_model=full_model)
-    # As the live router stores them with a fitted model (fitting.router_model_train).
-    policy.model_rates = model_rates(answers_of_views(it.view for it in items))
+    policy.model_rates = rates
     return policy
 
 
@@ -329,7 +338,8 @@ def simulation_run(
     table = features_table(
         [it.view for it in items], judges, embeddings=embeddings, language=language
     )
-    table = _with_model_strengths(table, all_items, judges)
+    rates = file_model_rates(all_items)
+    table = _with_model_strengths(table, all_items, judges, rates)
     if rm_margins is not None:
         table = with_reward_margins(table, rm_margins)
     metadata = metadata_table([it.view for it in items])
@@ -356,8 +366,9 @@ def simulation_run(
             train_table = features_table(
                 [it.view for it in train_items], fit_judges, embeddings=embeddings, language=False
             )
-            train_table = _with_model_strengths(train_table, train_all, fit_judges)
-            built = learned_fit(train_items, train_table, params=params)
+            train_rates = file_model_rates(train_all)
+            train_table = _with_model_strengths(train_table, train_all, fit_judges, train_rates)
+            built = learned_fit(train_items, train_table, params=params, rates=train_rates)
             # The target's calibration slice (as the live router has): a stable hash of the
             # prompt group picks ``calibration`` of the items; they go to people first (within
             # the budget) and their labels decide whether the transferred model beats judge
@@ -373,7 +384,7 @@ def simulation_run(
             )
             built.adapt(table[in_slice], target[in_slice])
         else:
-            built = learned_fit(items, table, params=params, full_model=False)
+            built = learned_fit(items, table, params=params, rates=rates, full_model=False)
     else:
         if train_rows is not None:
             raise InvalidInput("--train applies to the learned policy only")
