@@ -200,6 +200,15 @@ def checked_weights(checks: list[dict[str, Any]]) -> dict[str, float]:
     return {name: -w if name in reversed_ else w for name, w in WEIGHTS.items()}
 
 
+def signals_checked(
+    table: pd.DataFrame, judge_wrong: np.ndarray
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """``signal_directions`` of a feature table's signals on its labelled rows, and the
+    ``checked_weights`` they give."""
+    checks = signal_directions(uncertainty_signals(table), judge_wrong)
+    return checks, checked_weights(checks)
+
+
 def reversed_in_words(checks: list[dict[str, Any]]) -> str:
     """The reversed signals with their evidence, for decision reasons ("" when none)."""
     parts = [

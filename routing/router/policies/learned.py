@@ -45,11 +45,9 @@ from routing.router.policies.base import Policy, ranked_order, stable_hash
 from routing.router.policies.judge_uncertainty import (
     ALPHA,
     JudgeUncertaintyPolicy,
-    checked_weights,
     judge_uncertainty_scores,
     reversed_in_words,
-    signal_directions,
-    uncertainty_signals,
+    signals_checked,
 )
 from routing.router.tag_schema import TAG_DOMAINS
 from tandem.errors import InvalidInput
@@ -388,8 +386,7 @@ class LearnedPolicy(Policy):
     def _check_signals(self, table: pd.DataFrame, y: np.ndarray) -> None:
         """Check the judge-uncertainty signals' directions on labelled rows; the fallback ranks
         with the checked weights."""
-        self.signal_checks = signal_directions(uncertainty_signals(table), y)
-        self.weights = checked_weights(self.signal_checks)
+        self.signal_checks, self.weights = signals_checked(table, y)
 
     def _design(self, table: pd.DataFrame) -> np.ndarray:
         return _matrix(with_judge_uncertainty(table), self.features_used)
@@ -476,8 +473,7 @@ class LearnedPolicy(Policy):
                 for f in range(self.folds):
                     test = folds0 == f
                     train_rows = labelled_table[~test]
-                    checks = signal_directions(uncertainty_signals(train_rows), y[~test])
-                    weights = checked_weights(checks)
+                    _, weights = signals_checked(train_rows, y[~test])
                     self.fold_weights.append(weights)
                     if test.any():  # its probability (for the metrics), out of fold too
                         calibrated = IsotonicRegression(
