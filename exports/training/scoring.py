@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .trainer import TrainingError, libraries_check
+from .trainer import TrainingError, libraries_check, special_tokens_set
 
 DEFAULT_BATCH = 16
 MAX_LENGTH = 512
@@ -90,12 +90,7 @@ def scorer_load(model_dir: Path) -> RewardScorer:
             )
     except (OSError, ValueError, KeyError) as exc:
         raise TrainingError(f"cannot load the reward model from {model_dir}: {exc}") from None
-    # As in training (``trainer._load_models``): encoders end a sequence with their separator.
-    if tokenizer.eos_token is None and tokenizer.sep_token is not None:
-        tokenizer.eos_token = tokenizer.sep_token
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
+    special_tokens_set(tokenizer, model)  # as in training
     model.eval()
     positions = getattr(model.config, "max_position_embeddings", None) or MAX_LENGTH
     return RewardScorer(model=model, tokenizer=tokenizer, max_length=min(positions, MAX_LENGTH))

@@ -326,15 +326,22 @@ def _load_models(kind: str, path: Path, gguf_file: str | None, hp: dict[str, Any
         for m in (model, ref_model):
             if m is not None:
                 _unflag_quantized(m)
-    # Encoders (BERT) have no end-of-sequence token: their separator ends a sequence.
+    special_tokens_set(tokenizer, model, ref_model)
+    return model, ref_model, tokenizer
+
+
+def special_tokens_set(tokenizer, *models) -> None:
+    """The end and padding tokens as training uses them, set the same way where a trained model
+    is loaded again to score (``scoring.scorer_load``), so that its inputs are built alike:
+    encoders (BERT) have no end-of-sequence token, their separator ends a sequence; padding is
+    the end token where the tokenizer has none; each model (``None`` skipped) pads with it."""
     if tokenizer.eos_token is None and tokenizer.sep_token is not None:
         tokenizer.eos_token = tokenizer.sep_token
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    for m in (model, ref_model):
-        if m is not None:
-            m.config.pad_token_id = tokenizer.pad_token_id
-    return model, ref_model, tokenizer
+    for model in models:
+        if model is not None:
+            model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def _unflag_quantized(model) -> None:
