@@ -22,7 +22,6 @@ labels (one candidate preferred) and report ties, both-bad and unparsed answers 
 
 import weakref
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -34,7 +33,7 @@ from django.db.models import Count
 
 from accounts.models import User
 from tandem.setting_groups import SettingGroup
-from tandem.side_work import on_own_connection, side_connections_usable
+from tandem.side_work import SideLanes, side_connections_usable
 
 from .models import Annotation, Assignment, Candidate, Item, Project
 from .schema import TaskType
@@ -220,8 +219,10 @@ def quality_labels(*, project: Project) -> pd.DataFrame:
         # committed data; an item added between the two reads has no gold or length, as if it
         # had none). Inside one (tests, a caller's atomic block), the reads stay on this one.
         chunks = 1 + Item.objects.filter(project_id=project.pk).count() // ITEMS_PER_CHUNK
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(_read_on_own_connection, items_sql, params, ITEM_COLUMNS)
+        with SideLanes(("items",), enabled=True) as lanes:
+            pending = lanes.submit(
+                "items", _read_postgres, items_sql, params, ITEM_COLUMNS, chunks=1
+            )
             labels = _read_postgres(labels_sql, params, LABEL_COLUMNS, chunks=chunks)
             items = pending.result()
     elif connection.vendor == "postgresql":
@@ -235,11 +236,6 @@ def quality_labels(*, project: Project) -> pd.DataFrame:
     for name in ("gold", "longest"):
         labels[name] = per_item[name].array  # categorical stays categorical
     return _normalise(labels, project.task_type)
-
-
-def _read_on_own_connection(sql: str, params: list[Any], columns: list[str]) -> pd.DataFrame:
-    """``_read_postgres`` from a worker thread, on the thread's own connection (closed after)."""
-    return on_own_connection(_read_postgres, sql, params, columns, chunks=1)
 
 
 def _fetch(sql: str, params: list[Any], columns: list[str]) -> pd.DataFrame:
