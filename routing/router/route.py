@@ -518,6 +518,9 @@ def _plan(
     primary = judges[0] if judges else None
     judge_first = config.name in JUDGE_FIRST
     rules = config.name == RoutingPolicy.Name.RULES
+    # How the judges rate the candidates' models (model_pick_*), where the policy reads them;
+    # the items' model names are kept only then.
+    rates = _model_rates_for(config, built) if len(ids) else {}
     tables: list[pd.DataFrame] = []
     answered: list[np.ndarray] = []
     metadata: dict[int, dict] = {}
@@ -545,7 +548,8 @@ def _plan(
                 )
             if rules:
                 metadata.update((v.key, v.metadata) for v in views)
-            models.update((v.key, v.models) for v in views)
+            if rates:
+                models.update((v.key, v.models) for v in views)
             done += len(chunk)
             if len(ids) > ROUTE_CHUNK:
                 logger.info(
@@ -553,8 +557,6 @@ def _plan(
                 )
     table = pd.concat(tables) if tables else pd.DataFrame(index=pd.Index([], dtype=int))
     if len(table):
-        # How the judges rate the candidates' models (model_pick_*), where the policy reads them.
-        rates = _model_rates_for(config, built)
         table = with_model_strengths(table, models, rates, judges)
         # A registered reward model's margins (rm_margin, rm_vs_primary), if any.
         margins = reward_margins_get(project=config.project, item_ids=list(table.index))
